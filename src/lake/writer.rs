@@ -1,0 +1,541 @@
+//! The lake writer: batches of events in, crash-safe, deduplicated Parquet partitions out.
+//!
+//! ```text
+//! append(batch) ─► per row: UTC day of ts, hash of event_id
+//!               ─► drop ids already in that day's partition (on disk or pending) ─► pending rows per day
+//!               ─► a day with enough rows, or memory over budget ─► write_partition_file
+//! write_partition_file: sort by ts ─► .<name>.tmp ─► fsync ─► re-read footer ─► rename ─► fsync dir
+//! ```
+//!
+//! **Deduplication.** An event's partition is the UTC day of its `ts`, and a re-sent event
+//! has the same `ts`, so a duplicate can only ever meet its original inside one partition.
+//! The writer keeps the set of event-id hashes of every partition it touched (loaded on
+//! first touch by reading only the `event_id` column of the partition's files) and drops
+//! rows whose id is already there. Hashes are 128-bit xxh3: at a billion events the chance
+//! that two different ids collide is below 10⁻²⁰.
+//!
+//! **Crash safety.** A data file becomes visible only by `rename` after its bytes and
+//! footer are durable, so a crash at any instant leaves either the whole file or nothing
+//! under a name readers list. The id sets are rebuilt from the committed files, so a
+//! replay after a crash adds only what was not committed.
+//!
+//! Only one writer may own a lake at a time; see [`super::LakeLock`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
+use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use tracing::{debug, info};
+
+use super::paths::{DataFileName, EVENTS, LakePaths, PartitionDate};
+use super::{LakeError, Result};
+use crate::event::{self, col};
+use crate::sources::time::utc_day;
+
+/// Tunables of the writer. The defaults keep an ingest of any size under ~256 MB.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// A partition's pending rows are written once they reach this many.
+    pub target_file_rows: usize,
+    /// Pending rows of all partitions together may hold this much memory before the largest
+    /// are written early.
+    pub pending_bytes_budget: usize,
+    /// Row groups are cut when their encoded size estimate reaches this.
+    pub row_group_bytes: usize,
+    /// Memory allowed for the id sets of partitions that have nothing pending.
+    pub id_cache_bytes: usize,
+    /// ZSTD level: 1 writes fastest; higher levels trade speed for smaller files.
+    pub zstd_level: i32,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            target_file_rows: 2_000_000,
+            pending_bytes_budget: 96 << 20,
+            row_group_bytes: 64 << 20,
+            id_cache_bytes: 48 << 20,
+            zstd_level: 1,
+        }
+    }
+}
+
+/// What one `append` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub accepted: u64,
+    /// Rows whose event id was already in the lake or earlier in this writer's input.
+    pub duplicates: u64,
+}
+
+/// A committed data file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    pub path: PathBuf,
+    pub partition: PartitionDate,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Hashes are already uniformly distributed; hashing them again would only cost time.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+type IdSet = HashSet<u128, BuildHasherDefault<IdentityHasher>>;
+
+/// Bytes an id set entry costs (the hash, a control byte, load-factor slack).
+const ID_ENTRY_BYTES: usize = 20;
+
+/// The hash that identifies an event id in the dedupe sets.
+pub fn id_hash(event_id: &str) -> u128 {
+    twox_hash::XxHash3_128::oneshot_with_seed(0x5375_7070_6f72_746c, event_id.as_bytes())
+}
+
+#[derive(Default)]
+struct Pending {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+    first_seq: u64,
+    last_seq: u64,
+}
+
+struct PartitionState {
+    ids: IdSet,
+    pending: Pending,
+    last_used: u64,
+}
+
+/// Writes the `events` table. See the module docs.
+pub struct LakeWriter {
+    paths: LakePaths,
+    opts: WriterOptions,
+    props: Arc<WriterProperties>,
+    next_seq: u64,
+    partitions: HashMap<PartitionDate, PartitionState>,
+    pending_bytes: usize,
+    clock: u64,
+    written: Vec<WrittenFile>,
+}
+
+impl LakeWriter {
+    /// Opens the writer; scans the committed file names to continue the sequence numbers and
+    /// removes temp files left by a crash (they were never visible, and their rows were
+    /// never acknowledged as committed).
+    pub fn open(paths: LakePaths, opts: WriterOptions) -> Result<Self> {
+        let events = paths.events();
+        fs::create_dir_all(&events).map_err(|e| LakeError::io(&events, e))?;
+        let mut max_seq = 0;
+        for dir in list_dir(&events)? {
+            let name = file_name(&dir);
+            if PartitionDate::parse_dir_name(&name).is_none() || !dir.is_dir() {
+                continue;
+            }
+            for file in list_dir(&dir)? {
+                let name = file_name(&file);
+                if let Some(f) = DataFileName::parse(&name) {
+                    max_seq = max_seq.max(f.last_seq);
+                } else if name.starts_with('.') && name.ends_with(".tmp") {
+                    fs::remove_file(&file).map_err(|e| LakeError::io(&file, e))?;
+                    info!(path = %file.display(), "removed an uncommitted temp file left by an interrupted write");
+                }
+            }
+        }
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(opts.zstd_level).map_err(|e| LakeError::Options(e.to_string()))?,
+            ))
+            .set_max_row_group_bytes(Some(opts.row_group_bytes.max(1)))
+            .set_max_row_group_row_count(Some(1 << 20))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_created_by(format!("supportlake {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(LakeWriter {
+            paths,
+            opts,
+            props: Arc::new(props),
+            next_seq: max_seq + 1,
+            partitions: HashMap::new(),
+            pending_bytes: 0,
+            clock: 0,
+            written: Vec::new(),
+        })
+    }
+
+    /// The sequence number the next accepted row gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Files committed since the writer was opened.
+    pub fn written(&self) -> &[WrittenFile] {
+        &self.written
+    }
+
+    /// Rows accepted but not yet in a committed file.
+    pub fn pending_rows(&self) -> usize {
+        self.partitions.values().map(|p| p.pending.rows).sum()
+    }
+
+    /// Adds a batch of [`event::schema`] rows. Rows whose event id is already in the lake (or
+    /// earlier in this batch) are dropped. Accepted rows are durable only after
+    /// [`Self::flush`] (or when the writer decides to write their partition).
+    pub fn append(&mut self, batch: &RecordBatch) -> Result<AppendOutcome> {
+        if batch.num_rows() == 0 {
+            return Ok(AppendOutcome::default());
+        }
+        if batch.schema().fields() != event::schema().fields() {
+            return Err(LakeError::Schema(
+                "batch does not have the events schema".into(),
+            ));
+        }
+        let ids = string_column(batch, col::EVENT_ID)?;
+        let ts = batch
+            .column_by_name(col::TS)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+            .ok_or_else(|| LakeError::Schema("ts column missing".into()))?;
+
+        // Group row indices by partition, keeping input order within each.
+        let mut groups: BTreeMap<PartitionDate, Vec<u32>> = BTreeMap::new();
+        for i in 0..batch.num_rows() {
+            groups
+                .entry(PartitionDate(utc_day(ts.value(i))))
+                .or_default()
+                .push(i as u32);
+        }
+        let mut outcome = AppendOutcome::default();
+        for (date, rows) in groups {
+            self.touch(date)?;
+            let state = self
+                .partitions
+                .get_mut(&date)
+                .unwrap_or_else(|| unreachable!("touch() loads the partition"));
+            let kept: Vec<u32> = rows
+                .into_iter()
+                .filter(|&i| state.ids.insert(id_hash(ids.value(i as usize))))
+                .collect();
+            if kept.is_empty() {
+                continue;
+            }
+            let n = kept.len();
+            let taken = take_record_batch(batch, &UInt32Array::from(kept))?;
+            let bytes = taken.get_array_memory_size();
+            let p = &mut state.pending;
+            if p.rows == 0 {
+                p.first_seq = self.next_seq;
+            }
+            p.last_seq = self.next_seq + n as u64 - 1;
+            self.next_seq += n as u64;
+            p.rows += n;
+            p.bytes += bytes;
+            p.batches.push(taken);
+            self.pending_bytes += bytes;
+            outcome.accepted += n as u64;
+            if p.rows >= self.opts.target_file_rows {
+                self.write_partition(date)?;
+            }
+        }
+        outcome.duplicates = batch.num_rows() as u64 - outcome.accepted;
+        while self.pending_bytes > self.opts.pending_bytes_budget {
+            let largest = self
+                .partitions
+                .iter()
+                .filter(|(_, s)| s.pending.rows > 0)
+                .max_by_key(|(_, s)| s.pending.bytes)
+                .map(|(d, _)| *d);
+            match largest {
+                Some(d) => self.write_partition(d)?,
+                None => break,
+            }
+        }
+        self.evict_idle_id_sets();
+        Ok(outcome)
+    }
+
+    /// Writes every pending row. After it returns, everything appended is committed.
+    pub fn flush(&mut self) -> Result<()> {
+        let dates: Vec<PartitionDate> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.pending.rows > 0)
+            .map(|(d, _)| *d)
+            .collect();
+        for d in dates {
+            self.write_partition(d)?;
+        }
+        Ok(())
+    }
+
+    /// Loads a partition's id set if it is not in memory, and marks it recently used.
+    fn touch(&mut self, date: PartitionDate) -> Result<()> {
+        self.clock += 1;
+        if let Some(s) = self.partitions.get_mut(&date) {
+            s.last_used = self.clock;
+            return Ok(());
+        }
+        let dir = self.paths.partition(EVENTS, date);
+        let ids = load_ids(&dir)?;
+        debug!(partition = %date, ids = ids.len(), "loaded partition ids");
+        self.partitions.insert(
+            date,
+            PartitionState {
+                ids,
+                pending: Pending::default(),
+                last_used: self.clock,
+            },
+        );
+        Ok(())
+    }
+
+    /// Drops the id sets of the least recently used partitions with nothing pending until the
+    /// rest fit the cache budget; they are reloaded from disk if touched again.
+    fn evict_idle_id_sets(&mut self) {
+        let idle_bytes = |parts: &HashMap<PartitionDate, PartitionState>| -> usize {
+            parts
+                .values()
+                .filter(|s| s.pending.rows == 0)
+                .map(|s| s.ids.len() * ID_ENTRY_BYTES)
+                .sum()
+        };
+        while idle_bytes(&self.partitions) > self.opts.id_cache_bytes {
+            let oldest = self
+                .partitions
+                .iter()
+                .filter(|(_, s)| s.pending.rows == 0)
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(d, _)| *d);
+            match oldest {
+                Some(d) => {
+                    self.partitions.remove(&d);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn write_partition(&mut self, date: PartitionDate) -> Result<()> {
+        let Some(state) = self.partitions.get_mut(&date) else {
+            return Ok(());
+        };
+        let pending = std::mem::take(&mut state.pending);
+        if pending.rows == 0 {
+            return Ok(());
+        }
+        self.pending_bytes -= pending.bytes;
+        let name = DataFileName {
+            first_seq: pending.first_seq,
+            last_seq: pending.last_seq,
+        };
+        let dir = self.paths.partition(EVENTS, date);
+        let batch = concat_batches(&event::schema(), &pending.batches)?;
+        drop(pending);
+        let batch = sort_by_ts(&batch)?;
+        let written = write_file(&dir, name, &batch, self.props.clone())?;
+        info!(partition = %date, rows = written.rows, bytes = written.bytes, file = %written.path.display(), "committed data file");
+        self.written.push(WrittenFile {
+            partition: date,
+            ..written
+        });
+        Ok(())
+    }
+}
+
+fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| LakeError::Schema(format!("{name} column missing or not a string")))
+}
+
+fn sort_by_ts(batch: &RecordBatch) -> Result<RecordBatch> {
+    let ts = batch
+        .column_by_name(col::TS)
+        .ok_or_else(|| LakeError::Schema("ts column missing".into()))?;
+    let order = sort_to_indices(ts, None, None)?;
+    Ok(take_record_batch(batch, &order)?)
+}
+
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    match fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut out = Vec::new();
+            for entry in rd {
+                out.push(entry.map_err(|e| LakeError::io(dir, e))?.path());
+            }
+            out.sort();
+            Ok(out)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(LakeError::io(dir, e)),
+    }
+}
+
+pub(crate) fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Committed data files of a partition directory, in name (= write) order.
+pub fn data_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(list_dir(dir)?
+        .into_iter()
+        .filter(|p| DataFileName::parse(&file_name(p)).is_some())
+        .collect())
+}
+
+/// Reads the event-id hashes of every committed file of a partition.
+fn load_ids(dir: &Path) -> Result<IdSet> {
+    let mut ids = IdSet::default();
+    for path in data_files(dir)? {
+        let file = File::open(&path).map_err(|e| LakeError::io(&path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| LakeError::parquet(&path, e))?;
+        let leaf = builder
+            .schema()
+            .index_of(col::EVENT_ID)
+            .map_err(|_| LakeError::Schema(format!("{} has no event_id column", path.display())))?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [leaf]);
+        let rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
+        ids.reserve(rows);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(|e| LakeError::parquet(&path, e))?;
+        for batch in reader {
+            let batch = batch?;
+            let col = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| LakeError::Schema(format!("{}: event_id is not a string", path.display())))?;
+            for i in 0..col.len() {
+                ids.insert(id_hash(col.value(i)));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Writes one data file crash-safely: temp name → fsync → footer check → rename → fsync dir.
+pub(crate) fn write_file(
+    dir: &Path,
+    name: DataFileName,
+    batch: &RecordBatch,
+    props: Arc<WriterProperties>,
+) -> Result<WrittenFile> {
+    create_dir_durable(dir)?;
+    let final_path = dir.join(name.file_name());
+    if final_path.exists() {
+        return Err(LakeError::Exists(final_path));
+    }
+    let tmp_path = dir.join(name.temp_name());
+    let file = File::create(&tmp_path).map_err(|e| LakeError::io(&tmp_path, e))?;
+    let mut writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), batch.schema(), Some((*props).clone()))
+        .map_err(|e| LakeError::parquet(&tmp_path, e))?;
+    // Feed in slices so the byte cap on row groups is checked often.
+    let step = 64 * 1024;
+    let mut offset = 0;
+    while offset < batch.num_rows() {
+        let len = step.min(batch.num_rows() - offset);
+        writer
+            .write(&batch.slice(offset, len))
+            .map_err(|e| LakeError::parquet(&tmp_path, e))?;
+        offset += len;
+    }
+    let buffered = writer
+        .into_inner()
+        .map_err(|e| LakeError::parquet(&tmp_path, e))?;
+    let file = buffered
+        .into_inner()
+        .map_err(|e| LakeError::io(&tmp_path, e.into_error()))?;
+    file.sync_all().map_err(|e| LakeError::io(&tmp_path, e))?;
+    let bytes = file.metadata().map_err(|e| LakeError::io(&tmp_path, e))?.len();
+    drop(file);
+    verify_footer(&tmp_path, batch.num_rows() as u64)?;
+    fs::rename(&tmp_path, &final_path).map_err(|e| LakeError::io(&final_path, e))?;
+    sync_dir(dir)?;
+    Ok(WrittenFile {
+        path: final_path,
+        partition: PartitionDate(0),
+        rows: batch.num_rows() as u64,
+        bytes,
+    })
+}
+
+/// Re-reads the footer of a just-written file and checks its row count: a file that cannot
+/// be read back never gets a visible name.
+fn verify_footer(path: &Path, expected_rows: u64) -> Result<()> {
+    let file = File::open(path).map_err(|e| LakeError::io(path, e))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| LakeError::parquet(path, e))?;
+    let rows = reader.metadata().file_metadata().num_rows();
+    if rows < 0 || rows as u64 != expected_rows {
+        return Err(LakeError::Verify {
+            path: path.to_owned(),
+            expected: expected_rows,
+            found: rows,
+        });
+    }
+    Ok(())
+}
+
+/// Creates a directory (and parents) so that the new entries survive a crash.
+pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.exists() {
+            break;
+        }
+        missing.push(d.to_owned());
+        cur = d.parent();
+    }
+    fs::create_dir_all(dir).map_err(|e| LakeError::io(dir, e))?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// fsyncs a directory so a rename or a new entry in it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    let d = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(d)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| LakeError::io(d, e))
+}

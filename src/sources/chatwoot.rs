@@ -1,0 +1,625 @@
+//! Chatwoot webhook bodies.
+//!
+//! | Chatwoot event | stored as |
+//! |---|---|
+//! | `conversation_created` | `conversation_opened` (+ `conversation_assigned` if it already has an assignee) |
+//! | `conversation_status_changed` pending → open | `conversation_queued` (the bot handed over to humans) |
+//! | `conversation_status_changed` resolved → open | `conversation_reopened` |
+//! | `conversation_status_changed` → resolved | `conversation_resolved` |
+//! | `conversation_updated`, assignee set | `conversation_assigned` |
+//! | `conversation_updated`, assignee or team changed | `conversation_transferred` |
+//! | `message_created` incoming | `message_in` |
+//! | `message_created` outgoing | `message_out` by `agent` (a user), `bot` (an agent bot) or `system` (automation); private notes keep `"private":true` in `attrs` |
+//! | `message_updated` with a CSAT rating | `csat_submitted` |
+//!
+//! Anything else (activity messages, snoozes, contact events, typing) is skipped and counted.
+//!
+//! Names: conversation ids are `chatwoot:<inbox_id>:<display_id>` (display ids are per
+//! account; inbox ids are global, so the pair is unique), agent ids are
+//! `chatwoot:<user_id>`, the inbox is the `inbox_id`. The customer is the contact's phone
+//! number when it has one, else its `identifier`, else `chatwoot-contact:<id>`.
+//!
+//! Ids make redeliveries duplicates without the `X-Chatwoot-Delivery` header: messages by
+//! message id, state changes by conversation + change + time.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::agent_log::reject_unparsable;
+use super::json::{self, FieldError, array, opt_bool, opt_id, opt_number, opt_str, req_str};
+use super::{Report, codes, time};
+use crate::event::{Author, EventRef, EventSink, Kind, Source};
+use crate::pseudonym::Pseudonymizer;
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow, default)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    created_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    updated_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    changed_attributes: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    message_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content_attributes: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    private: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    source_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sender: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    conversation: Option<&'a RawValue>,
+}
+
+/// The conversation object (the body of conversation events, `conversation` in messages).
+#[derive(Deserialize)]
+struct Conversation<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    inbox_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    channel: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    priority: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    meta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    created_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    updated_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Meta<'a> {
+    #[serde(borrow, default)]
+    sender: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    assignee: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    team: Option<&'a RawValue>,
+}
+
+/// A contact, user, agent bot or team: the fields we read of any of them.
+#[derive(Deserialize)]
+struct Party<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(rename = "type", borrow, default)]
+    type_: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    phone_number: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    identifier: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Change<'a> {
+    #[serde(borrow, default)]
+    previous_value: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    current_value: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ContentAttributes<'a> {
+    #[serde(borrow, default)]
+    submitted_values: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct SubmittedValues<'a> {
+    #[serde(borrow, default)]
+    csat_survey_response: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct CsatResponse<'a> {
+    #[serde(borrow, default)]
+    rating: Option<&'a RawValue>,
+}
+
+struct Fail {
+    field: String,
+    err: FieldError,
+}
+
+fn at(field: &str) -> impl FnOnce(FieldError) -> Fail + '_ {
+    move |err| Fail {
+        field: field.to_owned(),
+        err,
+    }
+}
+
+/// What every event of one conversation carries.
+struct ConvFacts<'a> {
+    conversation_id: String,
+    inbox: Cow<'a, str>,
+    channel: Option<String>,
+    priority: Option<Cow<'a, str>>,
+    team: Option<Cow<'a, str>>,
+    agent_id: Option<String>,
+    customer_key: Option<String>,
+    status: Option<Cow<'a, str>>,
+    created_at: Option<&'a RawValue>,
+    updated_at: Option<&'a RawValue>,
+    timestamp: Option<&'a RawValue>,
+}
+
+/// Decodes one webhook body.
+pub fn decode(
+    text: &str,
+    record: u64,
+    pseudonymizer: &mut Pseudonymizer,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) {
+    let body: Body<'_> = match serde_json::from_str(text) {
+        Ok(b) => b,
+        Err(e) => return reject_unparsable(text, &e, record, report),
+    };
+    if let Err(Fail { field, err }) = decode_body(&body, text, pseudonymizer, sink, report) {
+        report.reject(record, "", field, err.code, err.reason);
+    }
+}
+
+fn decode_body(
+    body: &Body<'_>,
+    text: &str,
+    pseudonymizer: &mut Pseudonymizer,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) -> Result<(), Fail> {
+    let event = req_str(body.event).map_err(at("event"))?;
+    match event.as_ref() {
+        "conversation_created" => {
+            let raw = RawValue::from_string(text.to_owned()).ok();
+            let conv = conversation(raw.as_deref(), "", pseudonymizer)?;
+            let ts = instant(&[("created_at", conv.created_at)])?;
+            let id = format!("{}:created", conv.conversation_id);
+            emit(sink, &conv, &id, ts, Kind::ConversationOpened, |_| {});
+            if conv.agent_id.is_some() {
+                let id = format!("{}:created:assigned", conv.conversation_id);
+                emit(sink, &conv, &id, ts, Kind::ConversationAssigned, |_| {});
+            }
+            Ok(())
+        }
+        "conversation_status_changed" => {
+            let raw = RawValue::from_string(text.to_owned()).ok();
+            let conv = conversation(raw.as_deref(), "", pseudonymizer)?;
+            let changes = changed(body.changed_attributes)?;
+            let ts = change_time(&changes, body, &conv)?;
+            let (previous, current) = match find(&changes, "status") {
+                Some(c) => (
+                    opt_str(c.previous_value).map_err(at("changed_attributes.status.previous_value"))?,
+                    opt_str(c.current_value).map_err(at("changed_attributes.status.current_value"))?,
+                ),
+                None => (None, conv.status.clone()),
+            };
+            let current = current.ok_or_else(|| Fail {
+                field: "status".into(),
+                err: FieldError::missing(),
+            })?;
+            let kind = match (previous.as_deref(), current.as_ref()) {
+                (_, "resolved") => Kind::ConversationResolved,
+                (Some("resolved"), "open") => Kind::ConversationReopened,
+                (Some("snoozed"), "open") => {
+                    report.skip("chatwoot_unsnoozed");
+                    return Ok(());
+                }
+                // pending → open is the bot's handover; without the previous status (older
+                // Chatwoot) an opening is taken as entering the human queue too.
+                (_, "open") => Kind::ConversationQueued,
+                (_, "snoozed") => {
+                    report.skip("chatwoot_snoozed");
+                    return Ok(());
+                }
+                (_, "pending") => {
+                    report.skip("chatwoot_back_to_bot");
+                    return Ok(());
+                }
+                (_, other) => {
+                    return Err(Fail {
+                        field: "status".into(),
+                        err: FieldError::invalid(format!(
+                            "unknown conversation status {:?} (open, pending, snoozed, resolved)",
+                            other.chars().take(40).collect::<String>()
+                        )),
+                    });
+                }
+            };
+            let id = format!("{}:status:{current}:{ts}", conv.conversation_id);
+            emit(sink, &conv, &id, ts, kind, |_| {});
+            Ok(())
+        }
+        "conversation_updated" => {
+            let raw = RawValue::from_string(text.to_owned()).ok();
+            let conv = conversation(raw.as_deref(), "", pseudonymizer)?;
+            let changes = changed(body.changed_attributes)?;
+            let ts = change_time(&changes, body, &conv)?;
+            let assignee = find(&changes, "assignee_id")
+                .map(|c| {
+                    Ok::<_, Fail>((
+                        opt_id(c.previous_value).map_err(at("changed_attributes.assignee_id.previous_value"))?,
+                        opt_id(c.current_value).map_err(at("changed_attributes.assignee_id.current_value"))?,
+                    ))
+                })
+                .transpose()?;
+            let team = find(&changes, "team_id")
+                .map(|c| {
+                    Ok::<_, Fail>((
+                        opt_id(c.previous_value).map_err(at("changed_attributes.team_id.previous_value"))?,
+                        opt_id(c.current_value).map_err(at("changed_attributes.team_id.current_value"))?,
+                    ))
+                })
+                .transpose()?;
+            let kind = match (&assignee, &team) {
+                (Some((None, Some(_))), _) => Kind::ConversationAssigned,
+                (Some((Some(_), Some(_))), _) => Kind::ConversationTransferred,
+                (_, Some((Some(_), Some(_)))) => Kind::ConversationTransferred,
+                (Some((_, None)), _) => {
+                    report.skip("chatwoot_unassigned");
+                    return Ok(());
+                }
+                _ => {
+                    report.skip("chatwoot_other_update");
+                    return Ok(());
+                }
+            };
+            let id = format!("{}:updated:{}:{ts}", conv.conversation_id, kind.as_str());
+            emit(sink, &conv, &id, ts, kind, |_| {});
+            Ok(())
+        }
+        "message_created" => message_created(body, pseudonymizer, sink, report),
+        "message_updated" => message_updated(body, pseudonymizer, sink, report),
+        _ => {
+            report.skip("chatwoot_other_event");
+            Ok(())
+        }
+    }
+}
+
+fn emit<'e>(
+    sink: &mut dyn EventSink,
+    conv: &'e ConvFacts<'_>,
+    id: &'e str,
+    ts: i64,
+    kind: Kind,
+    tweak: impl FnOnce(&mut EventRef<'e>),
+) {
+    let mut e = EventRef::new(id, ts, Source::Chatwoot, kind);
+    e.conversation_id = Some(&conv.conversation_id);
+    e.inbox = Some(&conv.inbox);
+    e.channel = conv.channel.as_deref();
+    e.priority = conv.priority.as_deref();
+    e.team = conv.team.as_deref();
+    e.agent_id = conv.agent_id.as_deref();
+    e.customer_key = conv.customer_key.as_deref();
+    tweak(&mut e);
+    sink.push(&e);
+}
+
+fn conversation<'a>(
+    raw: Option<&'a RawValue>,
+    prefix: &str,
+    pseudonymizer: &mut Pseudonymizer,
+) -> Result<ConvFacts<'a>, Fail> {
+    let name = |f: &str| {
+        if prefix.is_empty() {
+            f.to_owned()
+        } else {
+            format!("{prefix}.{f}")
+        }
+    };
+    let raw = raw.ok_or_else(|| Fail {
+        field: name(""),
+        err: FieldError::missing(),
+    })?;
+    let c: Conversation<'_> = json::object(raw).map_err(|err| Fail {
+        field: prefix.to_owned(),
+        err,
+    })?;
+    let fail = |f: &str| {
+        let field = name(f);
+        move |err| Fail { field, err }
+    };
+    let display_id = opt_id(c.id)
+        .map_err(fail("id"))?
+        .ok_or_else(|| Fail {
+            field: name("id"),
+            err: FieldError::missing(),
+        })?;
+    let inbox = opt_id(c.inbox_id)
+        .map_err(fail("inbox_id"))?
+        .ok_or_else(|| Fail {
+            field: name("inbox_id"),
+            err: FieldError::missing(),
+        })?;
+    let channel = opt_str(c.channel).map_err(fail("channel"))?.map(|ch| channel_name(&ch));
+    let priority = opt_str(c.priority).map_err(fail("priority"))?;
+    let status = opt_str(c.status).map_err(fail("status"))?;
+    let mut facts = ConvFacts {
+        conversation_id: format!("chatwoot:{inbox}:{display_id}"),
+        inbox,
+        channel,
+        priority,
+        team: None,
+        agent_id: None,
+        customer_key: None,
+        status,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+        timestamp: c.timestamp,
+    };
+    if let Some(meta) = c.meta {
+        let meta: Meta<'_> = json::object(meta).map_err(fail("meta"))?;
+        if let Some(team) = party(meta.team, &name("meta.team"))? {
+            facts.team = opt_str(team.name).map_err(fail("meta.team.name"))?;
+        }
+        if let Some(assignee) = party(meta.assignee, &name("meta.assignee"))? {
+            facts.agent_id = opt_id(assignee.id)
+                .map_err(fail("meta.assignee.id"))?
+                .map(|id| format!("chatwoot:{id}"));
+        }
+        if let Some(sender) = party(meta.sender, &name("meta.sender"))? {
+            facts.customer_key = contact_key(&sender, &name("meta.sender"), pseudonymizer)?;
+        }
+    }
+    Ok(facts)
+}
+
+fn party<'a>(raw: Option<&'a RawValue>, field: &str) -> Result<Option<Party<'a>>, Fail> {
+    match raw {
+        None => Ok(None),
+        Some(r) if r.get() == "null" => Ok(None),
+        Some(r) => json::object(r).map(Some).map_err(|err| Fail {
+            field: field.to_owned(),
+            err,
+        }),
+    }
+}
+
+fn contact_key(
+    contact: &Party<'_>,
+    field: &str,
+    pseudonymizer: &mut Pseudonymizer,
+) -> Result<Option<String>, Fail> {
+    let f = |s: &str| format!("{field}.{s}");
+    let phone = opt_str(contact.phone_number).map_err(at(&f("phone_number")))?;
+    let identifier = opt_id(contact.identifier).map_err(at(&f("identifier")))?;
+    let id = opt_id(contact.id).map_err(at(&f("id")))?;
+    let identity = phone
+        .filter(|p| !p.trim().is_empty())
+        .or(identifier.filter(|i| !i.trim().is_empty()))
+        .or_else(|| id.map(|id| Cow::Owned(format!("chatwoot-contact:{id}"))));
+    Ok(identity
+        .as_deref()
+        .and_then(|i| pseudonymizer.customer_key(i))
+        .map(str::to_owned))
+}
+
+/// `Channel::WebWidget` → `webchat`, `Channel::Whatsapp` → `whatsapp`, …
+fn channel_name(channel: &str) -> String {
+    let short = channel.strip_prefix("Channel::").unwrap_or(channel);
+    match short {
+        "WebWidget" => "webchat".into(),
+        "Whatsapp" => "whatsapp".into(),
+        "FacebookPage" => "facebook".into(),
+        "TwitterProfile" => "twitter".into(),
+        "TwilioSms" | "Sms" => "sms".into(),
+        other => other.to_ascii_lowercase(),
+    }
+}
+
+fn changed<'a>(raw: Option<&'a RawValue>) -> Result<Vec<(String, Change<'a>)>, Fail> {
+    let mut out = Vec::new();
+    for (i, item) in array(raw).map_err(at("changed_attributes"))?.into_iter().enumerate() {
+        let field = format!("changed_attributes[{i}]");
+        let map: std::collections::BTreeMap<String, &RawValue> =
+            json::object(item).map_err(at(&field))?;
+        for (name, value) in map {
+            let change: Change<'_> = json::object(value).map_err(at(&format!("{field}.{name}")))?;
+            out.push((name, change));
+        }
+    }
+    Ok(out)
+}
+
+fn find<'c, 'a>(changes: &'c [(String, Change<'a>)], name: &str) -> Option<&'c Change<'a>> {
+    changes.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+}
+
+/// Reads an instant given as Unix seconds (number or digit string) or as an ISO 8601 /
+/// RFC 3339 string (`2026-11-02T12:00:00.000Z`, `2026-11-02 12:00:00 UTC`), taking the first
+/// of `candidates` that is present.
+fn instant(candidates: &[(&str, Option<&RawValue>)]) -> Result<i64, Fail> {
+    for (field, raw) in candidates {
+        let Some(raw) = raw.filter(|r| r.get() != "null") else {
+            continue;
+        };
+        let bad_ts = |reason: String| Fail {
+            field: (*field).to_owned(),
+            err: FieldError {
+                code: codes::BAD_TIMESTAMP,
+                reason,
+            },
+        };
+        let text = raw.get();
+        let is_numeric_string = text.len() > 2
+            && text.starts_with('"')
+            && text[1..text.len() - 1]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.');
+        if !text.starts_with('"') || is_numeric_string {
+            let secs = opt_number(Some(raw)).map_err(at(field))?.unwrap_or_default();
+            return time::from_unix_seconds(secs).map_err(bad_ts);
+        }
+        let s = opt_str(Some(raw)).map_err(at(field))?.unwrap_or_default();
+        let normalized = s.strip_suffix(" UTC").map(|t| format!("{t}Z")).unwrap_or_else(|| s.to_string());
+        return time::parse_rfc3339(&normalized).map_err(bad_ts);
+    }
+    Err(Fail {
+        field: candidates.first().map(|(f, _)| (*f).to_owned()).unwrap_or_default(),
+        err: FieldError {
+            code: codes::MISSING_FIELD,
+            reason: format!(
+                "no timestamp: expected one of {}",
+                candidates.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ")
+            ),
+        },
+    })
+}
+
+/// When a state change happened: Chatwoot reports the new `updated_at` among the changed
+/// attributes; older versions only refresh the conversation's own timestamps.
+fn change_time(changes: &[(String, Change<'_>)], body: &Body<'_>, conv: &ConvFacts<'_>) -> Result<i64, Fail> {
+    let from_changes = find(changes, "updated_at").and_then(|c| c.current_value);
+    instant(&[
+        ("changed_attributes.updated_at.current_value", from_changes),
+        ("updated_at", body.updated_at.or(conv.updated_at)),
+        ("timestamp", body.timestamp.or(conv.timestamp)),
+    ])
+}
+
+fn message_created(
+    body: &Body<'_>,
+    pseudonymizer: &mut Pseudonymizer,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) -> Result<(), Fail> {
+    let message_type = req_str(body.message_type).map_err(at("message_type"))?;
+    let content_type = opt_str(body.content_type).map_err(at("content_type"))?;
+    let private = opt_bool(body.private).map_err(at("private"))?.unwrap_or(false);
+    let sender = party(body.sender, "sender")?;
+    let sender_type = match &sender {
+        Some(s) => opt_str(s.type_).map_err(at("sender.type"))?,
+        None => None,
+    };
+    let (kind, author) = match message_type.as_ref() {
+        "incoming" => (Kind::MessageIn, Author::Customer),
+        "outgoing" => (
+            Kind::MessageOut,
+            match sender_type.as_deref() {
+                Some("user") => Author::Agent,
+                Some("agent_bot") => Author::Bot,
+                _ => Author::System,
+            },
+        ),
+        "template" if content_type.as_deref() == Some("input_csat") => {
+            report.skip("chatwoot_csat_survey");
+            return Ok(());
+        }
+        "template" => (Kind::MessageOut, Author::System),
+        "activity" => {
+            report.skip("chatwoot_activity");
+            return Ok(());
+        }
+        other => {
+            return Err(Fail {
+                field: "message_type".into(),
+                err: FieldError::invalid(format!(
+                    "unknown message_type {:?} (incoming, outgoing, activity, template)",
+                    other.chars().take(40).collect::<String>()
+                )),
+            });
+        }
+    };
+    let conv = conversation(body.conversation, "conversation", pseudonymizer)?;
+    let message_id = opt_id(body.id)
+        .map_err(at("id"))?
+        .ok_or_else(|| Fail {
+            field: "id".into(),
+            err: FieldError::missing(),
+        })?;
+    let ts = instant(&[("created_at", body.created_at)])?;
+    let source_id = opt_str(body.source_id).map_err(at("source_id"))?;
+    let agent_id = match (&sender, author) {
+        (Some(s), Author::Agent) => opt_id(s.id)
+            .map_err(at("sender.id"))?
+            .map(|id| format!("chatwoot:{id}")),
+        _ => None,
+    };
+    let mut attrs: Vec<(&str, serde_json::Value)> = Vec::new();
+    if private {
+        attrs.push(("private", true.into()));
+    }
+    if let Some(ct) = content_type.as_deref().filter(|ct| *ct != "text") {
+        attrs.push(("content_type", ct.into()));
+    }
+    let attrs = json::attrs_of(&attrs);
+    let id = format!("chatwoot:message:{message_id}");
+    let message_ref = source_id.as_deref().filter(|s| !s.is_empty()).unwrap_or(&message_id);
+    emit(sink, &conv, &id, ts, kind, |e| {
+        e.author = Some(author);
+        if agent_id.is_some() {
+            e.agent_id = agent_id.as_deref();
+        }
+        e.message_id = Some(message_ref);
+        e.attrs = attrs.as_deref();
+    });
+    Ok(())
+}
+
+fn message_updated(
+    body: &Body<'_>,
+    pseudonymizer: &mut Pseudonymizer,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) -> Result<(), Fail> {
+    let content_type = opt_str(body.content_type).map_err(at("content_type"))?;
+    if content_type.as_deref() != Some("input_csat") {
+        report.skip("chatwoot_message_updated");
+        return Ok(());
+    }
+    let rating = body
+        .content_attributes
+        .and_then(|r| json::object::<ContentAttributes<'_>>(r).ok())
+        .and_then(|c| c.submitted_values)
+        .and_then(|r| json::object::<SubmittedValues<'_>>(r).ok())
+        .and_then(|s| s.csat_survey_response)
+        .and_then(|r| json::object::<CsatResponse<'_>>(r).ok())
+        .and_then(|c| c.rating);
+    let Some(rating) = rating else {
+        report.skip("chatwoot_csat_unanswered");
+        return Ok(());
+    };
+    let field = "content_attributes.submitted_values.csat_survey_response.rating";
+    let score = json::opt_i64(Some(rating)).map_err(at(field))?.unwrap_or_default();
+    if !(1..=5).contains(&score) {
+        return Err(Fail {
+            field: field.into(),
+            err: FieldError::invalid(format!("rating {score} is not within 1–5")),
+        });
+    }
+    let conv = conversation(body.conversation, "conversation", pseudonymizer)?;
+    let message_id = opt_id(body.id)
+        .map_err(at("id"))?
+        .ok_or_else(|| Fail {
+            field: "id".into(),
+            err: FieldError::missing(),
+        })?;
+    let ts = instant(&[("updated_at", body.updated_at), ("created_at", body.created_at)])?;
+    let id = format!("chatwoot:csat:{message_id}");
+    emit(sink, &conv, &id, ts, Kind::CsatSubmitted, |e| {
+        e.csat_score = Some(score as i8);
+    });
+    Ok(())
+}
