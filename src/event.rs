@@ -145,9 +145,20 @@ impl Author {
     }
 }
 
+macro_rules! serialize_as_str {
+    ($($t:ty),*) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    )*};
+}
+serialize_as_str!(Kind, Source, Author);
+
 /// One canonical event, owned. Decoders hand [`EventRef`]s to an [`EventSink`]; this owned
 /// form is what tests, the generator's checks and small tools work with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Event {
     pub event_id: String,
     pub ts: DateTime<Utc>,
@@ -445,9 +456,8 @@ impl EventBatchBuilder {
         ];
         self.len = 0;
         // The columns are built to match `schema()` field by field, so this cannot fail.
-        RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| {
-            unreachable!("event batch does not match its own schema: {e}")
-        })
+        RecordBatch::try_new(schema(), columns)
+            .unwrap_or_else(|e| unreachable!("event batch does not match its own schema: {e}"))
     }
 }
 

@@ -210,7 +210,8 @@ pub fn ingest(
             scope.spawn(move || decode_worker(&rx, &tx, p, &clock, max_line));
         }
         drop(done_tx);
-        let committer = scope.spawn(|| commit(done_rx, &mut writer, paths, run_id, &names, progress));
+        let committer =
+            scope.spawn(|| commit(done_rx, &mut writer, paths, run_id, &names, progress));
         let read_result = read_inputs(inputs, opts, &work_tx);
         drop(work_tx);
         let commit_result = committer
@@ -280,11 +281,8 @@ fn decode_worker(
                 let mut report = Report::default();
                 let mut rejected = Vec::new();
                 let mut records = 0;
-                let mut line_no = first_line;
                 let body = data.strip_suffix(b"\n").unwrap_or(&data);
-                for line in body.split(|b| *b == b'\n') {
-                    let this = line_no;
-                    line_no += 1;
+                for (this, line) in (first_line..).zip(body.split(|b| *b == b'\n')) {
                     let line = line.strip_suffix(b"\r").unwrap_or(line);
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
@@ -292,7 +290,9 @@ fn decode_worker(
                     records += 1;
                     let before = report.rejects.len();
                     if line.len() > max_line {
-                        report.rejects.push(too_long(this, line.len() as u64, max_line));
+                        report
+                            .rejects
+                            .push(too_long(this, line.len() as u64, max_line));
                     } else {
                         match format.or_else(|| SourceFormat::detect(line)) {
                             Some(f) => sources::decode_record(
@@ -451,7 +451,7 @@ fn read_inputs(
 
             if first_block && !buf.is_empty() {
                 first_block = false;
-                if looks_like_document(&buf) {
+                if sources::looks_like_document(&buf) {
                     let mut rest = Vec::new();
                     reader
                         .take(opts.max_document_bytes as u64 + 1)
@@ -462,11 +462,9 @@ fn read_inputs(
                     break;
                 }
             }
-            if !detected {
-                if let Some(f) = detect_in(&buf) {
-                    format = Some(f);
-                    detected = true;
-                }
+            if !detected && let Some(f) = detect_in(&buf) {
+                format = Some(f);
+                detected = true;
             }
             let cut = if eof {
                 buf.len()
@@ -538,21 +536,6 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// A pretty-printed JSON document rather than JSON Lines: it opens with `[`, or its first
-/// line is a lone `{`.
-fn looks_like_document(buf: &[u8]) -> bool {
-    let start = buf
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(buf.len());
-    let rest = &buf[start..];
-    if rest.first() == Some(&b'[') {
-        return true;
-    }
-    let first_line = rest.split(|b| *b == b'\n').next().unwrap_or_default();
-    first_line.trim_ascii() == b"{"
-}
-
 /// The format of the first records that tell.
 fn detect_in(buf: &[u8]) -> Option<SourceFormat> {
     buf.split(|b| *b == b'\n')
@@ -588,29 +571,7 @@ fn send_document(
         *seq += 1;
         return Ok(());
     }
-    let flat = |b: &[u8]| -> Vec<u8> {
-        b.iter()
-            .map(|&c| if c == b'\n' || c == b'\r' { b' ' } else { c })
-            .collect()
-    };
-    let elements: Option<Vec<&serde_json::value::RawValue>> = std::str::from_utf8(doc)
-        .ok()
-        .filter(|t| t.trim_start().starts_with('['))
-        .and_then(|t| serde_json::from_str(t).ok());
-    let mut data = Vec::with_capacity(doc.len() + 16);
-    match elements {
-        Some(items) => {
-            for item in items {
-                data.extend(flat(item.get().as_bytes()));
-                data.push(b'\n');
-            }
-        }
-        // One object, or something broken: one record, judged by the decoder.
-        None => {
-            data.extend(flat(doc.trim_ascii()));
-            data.push(b'\n');
-        }
-    }
+    let data = sources::document_lines(doc);
     let format = format.or_else(|| detect_in(&data));
     send(Work::Lines {
         seq: *seq,

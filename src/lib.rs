@@ -14,11 +14,11 @@
 //! Invariants (see ARCHITECTURE.md): decoders do no IO; only `lake` writes under the lake
 //! root; only `query` touches DataFusion; nothing below `cli` reads the wall clock.
 
+pub mod cli;
 pub mod event;
-pub mod pseudonym;
-pub mod sources;
+pub mod generate;
 pub mod ingest;
 pub mod lake;
+pub mod pseudonym;
 pub mod query;
-pub mod generate;
-pub mod cli;
+pub mod sources;

@@ -36,7 +36,9 @@ pub enum KeyError {
          history). Make one with `supportlake keygen`"
     )]
     Missing,
-    #[error("the pseudonymization key is {0} bytes long; use at least {MIN_KEY_BYTES} (`supportlake keygen` makes a 64-character one)")]
+    #[error(
+        "the pseudonymization key is {0} bytes long; use at least {MIN_KEY_BYTES} (`supportlake keygen` makes a 64-character one)"
+    )]
     TooShort(usize),
     #[error("cannot read the pseudonymization key file {path}: {reason}")]
     File { path: String, reason: String },
@@ -229,8 +231,14 @@ mod tests {
     #[test]
     fn non_phones_are_contact_ids() {
         let id = |s: &str| Some(Identity::ContactId(s.to_owned()));
-        assert_eq!(normalize_identity("BR.1349120865530274191"), id("BR.1349120865530274191"));
-        assert_eq!(normalize_identity("chatwoot-contact:42"), id("chatwoot-contact:42"));
+        assert_eq!(
+            normalize_identity("BR.1349120865530274191"),
+            id("BR.1349120865530274191")
+        );
+        assert_eq!(
+            normalize_identity("chatwoot-contact:42"),
+            id("chatwoot-contact:42")
+        );
         assert_eq!(normalize_identity("12345"), id("12345")); // too short for a phone
         assert_eq!(normalize_identity("   "), None);
     }
@@ -263,15 +271,26 @@ mod tests {
 
     #[test]
     fn short_or_missing_keys_are_refused_without_echoing_them() {
-        assert_eq!(PseudonymKey::new(b"short".to_vec()).unwrap_err(), KeyError::TooShort(5));
-        assert_eq!(PseudonymKey::from_sources(None, None).unwrap_err(), KeyError::Missing);
+        assert_eq!(
+            PseudonymKey::new(b"short".to_vec()).unwrap_err(),
+            KeyError::TooShort(5)
+        );
+        assert_eq!(
+            PseudonymKey::from_sources(None, None).unwrap_err(),
+            KeyError::Missing
+        );
         assert_eq!(
             PseudonymKey::from_sources(Some("  "), None).unwrap_err(),
             KeyError::Missing
         );
-        let msg = PseudonymKey::new(b"short".to_vec()).unwrap_err().to_string();
+        let msg = PseudonymKey::new(b"short".to_vec())
+            .unwrap_err()
+            .to_string();
         assert!(!msg.contains("short"), "{msg}");
-        let dbg = format!("{:?}", PseudonymKey::new(b"0123456789abcdef".to_vec()).unwrap());
+        let dbg = format!(
+            "{:?}",
+            PseudonymKey::new(b"0123456789abcdef".to_vec()).unwrap()
+        );
         assert!(!dbg.contains("0123"), "{dbg}");
     }
 }

@@ -57,7 +57,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let start = args.start.unwrap_or_else(|| default_start(args.days, args.tz));
+    let start = args
+        .start
+        .unwrap_or_else(|| default_start(args.days, args.tz));
     let opts = GenerateOptions {
         out: args.out.clone(),
         start,

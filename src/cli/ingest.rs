@@ -9,7 +9,7 @@ use chrono::Utc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{EXIT_OK, EXIT_REJECTS, LakeArg};
-use crate::ingest::{self, Input, IngestOptions, Progress, Receipt};
+use crate::ingest::{self, IngestOptions, Input, Progress, Receipt};
 use crate::lake::LakePaths;
 use crate::pseudonym::{KEY_ENV, KEY_FILE_ENV, PseudonymKey};
 use crate::sources::SourceFormat;
@@ -175,7 +175,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -187,7 +187,11 @@ fn render_receipt(r: &Receipt) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let secs = r.elapsed_ms as f64 / 1000.0;
-    let rate = if secs > 0.0 { r.events as f64 / secs } else { 0.0 };
+    let rate = if secs > 0.0 {
+        r.events as f64 / secs
+    } else {
+        0.0
+    };
     let _ = writeln!(
         s,
         "ingested {} input(s), {:.1} MB in {secs:.2} s ({} events/s)",
@@ -201,7 +205,12 @@ fn render_receipt(r: &Receipt) -> String {
     line(&mut s, "records", r.records, "");
     line(&mut s, "events decoded", r.events, "");
     line(&mut s, "stored (new)", r.accepted, "");
-    line(&mut s, "duplicates", r.duplicates, "  (already stored; kept once)");
+    line(
+        &mut s,
+        "duplicates",
+        r.duplicates,
+        "  (already stored; kept once)",
+    );
     let file = r
         .rejected_file
         .as_ref()

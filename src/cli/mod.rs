@@ -61,7 +61,12 @@ struct KeygenArgs {}
 #[derive(Debug, Clone, clap::Args)]
 pub struct LakeArg {
     /// The lake folder (created on first ingest).
-    #[arg(long, env = "SUPPORTLAKE_LAKE", default_value = "lake", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "SUPPORTLAKE_LAKE",
+        default_value = "lake",
+        value_name = "DIR"
+    )]
     pub lake: PathBuf,
 }
 
@@ -79,7 +84,8 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = EnvFilter::try_from_env("SUPPORTLAKE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter =
+        EnvFilter::try_from_env("SUPPORTLAKE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -100,5 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 
 /// A Tokio runtime for the commands that need one.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -26,9 +26,17 @@ pub fn write_batches(
         Format::Table => {
             if batches.iter().all(|b| b.num_rows() == 0) {
                 let empty = RecordBatch::new_empty(schema.clone());
-                writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(&[empty])?)?;
+                writeln!(
+                    out,
+                    "{}",
+                    arrow::util::pretty::pretty_format_batches(&[empty])?
+                )?;
             } else {
-                writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(batches)?)?;
+                writeln!(
+                    out,
+                    "{}",
+                    arrow::util::pretty::pretty_format_batches(batches)?
+                )?;
             }
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             writeln!(out, "{rows} row(s)")?;

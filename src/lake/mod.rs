@@ -34,7 +34,9 @@ pub enum LakeError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("schema mismatch: {0}")]
     Schema(String),
-    #[error("{path}: wrote {expected} rows but the footer says {found}; the file was not committed")]
+    #[error(
+        "{path}: wrote {expected} rows but the footer says {found}; the file was not committed"
+    )]
     Verify {
         path: PathBuf,
         expected: u64,

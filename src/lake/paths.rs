@@ -144,8 +144,14 @@ mod tests {
 
     #[test]
     fn file_names_sort_in_write_order_and_hide_while_written() {
-        let a = DataFileName { first_seq: 9, last_seq: 10 };
-        let b = DataFileName { first_seq: 11, last_seq: 100 };
+        let a = DataFileName {
+            first_seq: 9,
+            last_seq: 10,
+        };
+        let b = DataFileName {
+            first_seq: 11,
+            last_seq: 100,
+        };
         assert!(a.file_name() < b.file_name());
         assert_eq!(DataFileName::parse(&b.file_name()), Some(b));
         assert!(a.temp_name().starts_with('.'));

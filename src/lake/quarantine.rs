@@ -78,7 +78,11 @@ impl Quarantine {
         total_len: u64,
     ) -> Result<()> {
         let truncated = total_len as usize > raw.len() || raw.len() > RAW_LIMIT;
-        let raw = if raw.len() > RAW_LIMIT { &raw[..RAW_PREFIX] } else { raw };
+        let raw = if raw.len() > RAW_LIMIT {
+            &raw[..RAW_PREFIX]
+        } else {
+            raw
+        };
         let (text, b64) = match std::str::from_utf8(raw) {
             Ok(t) => (Some(t), None),
             Err(e) if truncated && e.error_len().is_none() => {
@@ -86,7 +90,10 @@ impl Quarantine {
                 let valid = &raw[..e.valid_up_to()];
                 (std::str::from_utf8(valid).ok(), None)
             }
-            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(raw))),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(raw)),
+            ),
         };
         let line = Line {
             input,
@@ -111,10 +118,13 @@ impl Quarantine {
             let f = File::create(&self.path).map_err(|e| LakeError::io(&self.path, e))?;
             self.out = Some(BufWriter::new(f));
         }
-        let out = self.out.as_mut().unwrap_or_else(|| unreachable!("opened above"));
-        serde_json::to_writer(&mut *out, &line)
-            .map_err(|e| LakeError::io(&self.path, e.into()))?;
-        out.write_all(b"\n").map_err(|e| LakeError::io(&self.path, e))?;
+        let out = self
+            .out
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("opened above"));
+        serde_json::to_writer(&mut *out, &line).map_err(|e| LakeError::io(&self.path, e.into()))?;
+        out.write_all(b"\n")
+            .map_err(|e| LakeError::io(&self.path, e))?;
         self.count += 1;
         Ok(())
     }

@@ -31,8 +31,8 @@ use std::sync::Arc;
 use arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -168,7 +168,8 @@ impl LakeWriter {
         }
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(opts.zstd_level).map_err(|e| LakeError::Options(e.to_string()))?,
+                ZstdLevel::try_new(opts.zstd_level)
+                    .map_err(|e| LakeError::Options(e.to_string()))?,
             ))
             .set_max_row_group_bytes(Some(opts.row_group_bytes.max(1)))
             .set_max_row_group_row_count(Some(1 << 20))
@@ -434,7 +435,9 @@ fn load_ids(dir: &Path) -> Result<IdSet> {
                 .column(0)
                 .as_any()
                 .downcast_ref::<StringArray>()
-                .ok_or_else(|| LakeError::Schema(format!("{}: event_id is not a string", path.display())))?;
+                .ok_or_else(|| {
+                    LakeError::Schema(format!("{}: event_id is not a string", path.display()))
+                })?;
             for i in 0..col.len() {
                 ids.insert(id_hash(col.value(i)));
             }
@@ -457,8 +460,12 @@ pub(crate) fn write_file(
     }
     let tmp_path = dir.join(name.temp_name());
     let file = File::create(&tmp_path).map_err(|e| LakeError::io(&tmp_path, e))?;
-    let mut writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), batch.schema(), Some((*props).clone()))
-        .map_err(|e| LakeError::parquet(&tmp_path, e))?;
+    let mut writer = ArrowWriter::try_new(
+        BufWriter::with_capacity(1 << 20, file),
+        batch.schema(),
+        Some((*props).clone()),
+    )
+    .map_err(|e| LakeError::parquet(&tmp_path, e))?;
     // Feed in slices so the byte cap on row groups is checked often.
     let step = 64 * 1024;
     let mut offset = 0;
@@ -476,7 +483,10 @@ pub(crate) fn write_file(
         .into_inner()
         .map_err(|e| LakeError::io(&tmp_path, e.into_error()))?;
     file.sync_all().map_err(|e| LakeError::io(&tmp_path, e))?;
-    let bytes = file.metadata().map_err(|e| LakeError::io(&tmp_path, e))?.len();
+    let bytes = file
+        .metadata()
+        .map_err(|e| LakeError::io(&tmp_path, e))?
+        .len();
     drop(file);
     verify_footer(&tmp_path, batch.num_rows() as u64)?;
     fs::rename(&tmp_path, &final_path).map_err(|e| LakeError::io(&final_path, e))?;

@@ -66,22 +66,27 @@ pub const TYPES: [(&str, Kind); 10] = [
 pub const AGENT_STATUSES: [&str; 3] = ["available", "paused", "offline"];
 
 /// Reports a JSON syntax error of a whole record the same way for every source.
-pub(crate) fn reject_unparsable(text: &str, err: &serde_json::Error, record: u64, report: &mut Report) {
+pub(crate) fn reject_unparsable(
+    text: &str,
+    err: &serde_json::Error,
+    record: u64,
+    report: &mut Report,
+) {
     let trimmed = text.trim_start();
-    let (code, reason) = if !trimmed.starts_with('{') && serde_json::from_str::<&RawValue>(text).is_ok()
-    {
-        (codes::NOT_AN_OBJECT, "expected a JSON object".to_owned())
-    } else if err.is_eof() {
-        (
-            codes::TRUNCATED,
-            format!("the JSON ends early (truncated record?): {err}"),
-        )
-    } else if err.is_syntax() {
-        (codes::INVALID_JSON, format!("invalid JSON: {err}"))
-    } else {
-        // A data error on the top-level shape (e.g. a duplicate key).
-        (codes::INVALID_JSON, format!("invalid record: {err}"))
-    };
+    let (code, reason) =
+        if !trimmed.starts_with('{') && serde_json::from_str::<&RawValue>(text).is_ok() {
+            (codes::NOT_AN_OBJECT, "expected a JSON object".to_owned())
+        } else if err.is_eof() {
+            (
+                codes::TRUNCATED,
+                format!("the JSON ends early (truncated record?): {err}"),
+            )
+        } else if err.is_syntax() {
+            (codes::INVALID_JSON, format!("invalid JSON: {err}"))
+        } else {
+            // A data error on the top-level shape (e.g. a duplicate key).
+            (codes::INVALID_JSON, format!("invalid record: {err}"))
+        };
     report.reject(record, "", "", code, reason);
 }
 
@@ -151,12 +156,12 @@ fn decode_line(
     let priority = opt_str(line.priority).map_err(at("priority"))?;
     let message_id = opt_id(line.message_id).map_err(at("message_id"))?;
     let reason = opt_str(line.reason).map_err(at("reason"))?;
-    let private = opt_bool(line.private).map_err(at("private"))?.unwrap_or(false);
+    let private = opt_bool(line.private)
+        .map_err(at("private"))?
+        .unwrap_or(false);
 
-    let needs_conversation = !matches!(
-        kind,
-        Kind::MessageIn | Kind::MessageOut | Kind::AgentStatus
-    );
+    let needs_conversation =
+        !matches!(kind, Kind::MessageIn | Kind::MessageOut | Kind::AgentStatus);
     if needs_conversation && conversation_id.is_none() {
         return Err(Fail {
             field: "conversation_id",

@@ -209,8 +209,10 @@ fn decode_body(
             let ts = change_time(&changes, body, &conv)?;
             let (previous, current) = match find(&changes, "status") {
                 Some(c) => (
-                    opt_str(c.previous_value).map_err(at("changed_attributes.status.previous_value"))?,
-                    opt_str(c.current_value).map_err(at("changed_attributes.status.current_value"))?,
+                    opt_str(c.previous_value)
+                        .map_err(at("changed_attributes.status.previous_value"))?,
+                    opt_str(c.current_value)
+                        .map_err(at("changed_attributes.status.current_value"))?,
                 ),
                 None => (None, conv.status.clone()),
             };
@@ -258,16 +260,20 @@ fn decode_body(
             let assignee = find(&changes, "assignee_id")
                 .map(|c| {
                     Ok::<_, Fail>((
-                        opt_id(c.previous_value).map_err(at("changed_attributes.assignee_id.previous_value"))?,
-                        opt_id(c.current_value).map_err(at("changed_attributes.assignee_id.current_value"))?,
+                        opt_id(c.previous_value)
+                            .map_err(at("changed_attributes.assignee_id.previous_value"))?,
+                        opt_id(c.current_value)
+                            .map_err(at("changed_attributes.assignee_id.current_value"))?,
                     ))
                 })
                 .transpose()?;
             let team = find(&changes, "team_id")
                 .map(|c| {
                     Ok::<_, Fail>((
-                        opt_id(c.previous_value).map_err(at("changed_attributes.team_id.previous_value"))?,
-                        opt_id(c.current_value).map_err(at("changed_attributes.team_id.current_value"))?,
+                        opt_id(c.previous_value)
+                            .map_err(at("changed_attributes.team_id.previous_value"))?,
+                        opt_id(c.current_value)
+                            .map_err(at("changed_attributes.team_id.current_value"))?,
                     ))
                 })
                 .transpose()?;
@@ -341,19 +347,19 @@ fn conversation<'a>(
         let field = name(f);
         move |err| Fail { field, err }
     };
-    let display_id = opt_id(c.id)
-        .map_err(fail("id"))?
-        .ok_or_else(|| Fail {
-            field: name("id"),
-            err: FieldError::missing(),
-        })?;
+    let display_id = opt_id(c.id).map_err(fail("id"))?.ok_or_else(|| Fail {
+        field: name("id"),
+        err: FieldError::missing(),
+    })?;
     let inbox = opt_id(c.inbox_id)
         .map_err(fail("inbox_id"))?
         .ok_or_else(|| Fail {
             field: name("inbox_id"),
             err: FieldError::missing(),
         })?;
-    let channel = opt_str(c.channel).map_err(fail("channel"))?.map(|ch| channel_name(&ch));
+    let channel = opt_str(c.channel)
+        .map_err(fail("channel"))?
+        .map(|ch| channel_name(&ch));
     let priority = opt_str(c.priority).map_err(fail("priority"))?;
     let status = opt_str(c.status).map_err(fail("status"))?;
     let mut facts = ConvFacts {
@@ -431,7 +437,11 @@ fn channel_name(channel: &str) -> String {
 
 fn changed<'a>(raw: Option<&'a RawValue>) -> Result<Vec<(String, Change<'a>)>, Fail> {
     let mut out = Vec::new();
-    for (i, item) in array(raw).map_err(at("changed_attributes"))?.into_iter().enumerate() {
+    for (i, item) in array(raw)
+        .map_err(at("changed_attributes"))?
+        .into_iter()
+        .enumerate()
+    {
         let field = format!("changed_attributes[{i}]");
         let map: std::collections::BTreeMap<String, &RawValue> =
             json::object(item).map_err(at(&field))?;
@@ -469,20 +479,32 @@ fn instant(candidates: &[(&str, Option<&RawValue>)]) -> Result<i64, Fail> {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || b == b'.');
         if !text.starts_with('"') || is_numeric_string {
-            let secs = opt_number(Some(raw)).map_err(at(field))?.unwrap_or_default();
+            let secs = opt_number(Some(raw))
+                .map_err(at(field))?
+                .unwrap_or_default();
             return time::from_unix_seconds(secs).map_err(bad_ts);
         }
         let s = opt_str(Some(raw)).map_err(at(field))?.unwrap_or_default();
-        let normalized = s.strip_suffix(" UTC").map(|t| format!("{t}Z")).unwrap_or_else(|| s.to_string());
+        let normalized = s
+            .strip_suffix(" UTC")
+            .map(|t| format!("{t}Z"))
+            .unwrap_or_else(|| s.to_string());
         return time::parse_rfc3339(&normalized).map_err(bad_ts);
     }
     Err(Fail {
-        field: candidates.first().map(|(f, _)| (*f).to_owned()).unwrap_or_default(),
+        field: candidates
+            .first()
+            .map(|(f, _)| (*f).to_owned())
+            .unwrap_or_default(),
         err: FieldError {
             code: codes::MISSING_FIELD,
             reason: format!(
                 "no timestamp: expected one of {}",
-                candidates.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ")
+                candidates
+                    .iter()
+                    .map(|(f, _)| *f)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         },
     })
@@ -490,7 +512,11 @@ fn instant(candidates: &[(&str, Option<&RawValue>)]) -> Result<i64, Fail> {
 
 /// When a state change happened: Chatwoot reports the new `updated_at` among the changed
 /// attributes; older versions only refresh the conversation's own timestamps.
-fn change_time(changes: &[(String, Change<'_>)], body: &Body<'_>, conv: &ConvFacts<'_>) -> Result<i64, Fail> {
+fn change_time(
+    changes: &[(String, Change<'_>)],
+    body: &Body<'_>,
+    conv: &ConvFacts<'_>,
+) -> Result<i64, Fail> {
     let from_changes = find(changes, "updated_at").and_then(|c| c.current_value);
     instant(&[
         ("changed_attributes.updated_at.current_value", from_changes),
@@ -507,7 +533,9 @@ fn message_created(
 ) -> Result<(), Fail> {
     let message_type = req_str(body.message_type).map_err(at("message_type"))?;
     let content_type = opt_str(body.content_type).map_err(at("content_type"))?;
-    let private = opt_bool(body.private).map_err(at("private"))?.unwrap_or(false);
+    let private = opt_bool(body.private)
+        .map_err(at("private"))?
+        .unwrap_or(false);
     let sender = party(body.sender, "sender")?;
     let sender_type = match &sender {
         Some(s) => opt_str(s.type_).map_err(at("sender.type"))?,
@@ -543,12 +571,10 @@ fn message_created(
         }
     };
     let conv = conversation(body.conversation, "conversation", pseudonymizer)?;
-    let message_id = opt_id(body.id)
-        .map_err(at("id"))?
-        .ok_or_else(|| Fail {
-            field: "id".into(),
-            err: FieldError::missing(),
-        })?;
+    let message_id = opt_id(body.id).map_err(at("id"))?.ok_or_else(|| Fail {
+        field: "id".into(),
+        err: FieldError::missing(),
+    })?;
     let ts = instant(&[("created_at", body.created_at)])?;
     let source_id = opt_str(body.source_id).map_err(at("source_id"))?;
     let agent_id = match (&sender, author) {
@@ -566,7 +592,10 @@ fn message_created(
     }
     let attrs = json::attrs_of(&attrs);
     let id = format!("chatwoot:message:{message_id}");
-    let message_ref = source_id.as_deref().filter(|s| !s.is_empty()).unwrap_or(&message_id);
+    let message_ref = source_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(&message_id);
     emit(sink, &conv, &id, ts, kind, |e| {
         e.author = Some(author);
         if agent_id.is_some() {
@@ -602,7 +631,9 @@ fn message_updated(
         return Ok(());
     };
     let field = "content_attributes.submitted_values.csat_survey_response.rating";
-    let score = json::opt_i64(Some(rating)).map_err(at(field))?.unwrap_or_default();
+    let score = json::opt_i64(Some(rating))
+        .map_err(at(field))?
+        .unwrap_or_default();
     if !(1..=5).contains(&score) {
         return Err(Fail {
             field: field.into(),
@@ -610,13 +641,14 @@ fn message_updated(
         });
     }
     let conv = conversation(body.conversation, "conversation", pseudonymizer)?;
-    let message_id = opt_id(body.id)
-        .map_err(at("id"))?
-        .ok_or_else(|| Fail {
-            field: "id".into(),
-            err: FieldError::missing(),
-        })?;
-    let ts = instant(&[("updated_at", body.updated_at), ("created_at", body.created_at)])?;
+    let message_id = opt_id(body.id).map_err(at("id"))?.ok_or_else(|| Fail {
+        field: "id".into(),
+        err: FieldError::missing(),
+    })?;
+    let ts = instant(&[
+        ("updated_at", body.updated_at),
+        ("created_at", body.created_at),
+    ])?;
     let id = format!("chatwoot:csat:{message_id}");
     emit(sink, &conv, &id, ts, Kind::CsatSubmitted, |e| {
         e.csat_score = Some(score as i8);

@@ -141,7 +141,10 @@ pub(crate) fn opt_number(raw: Option<&RawValue>) -> Result<Option<f64>, FieldErr
         return Ok(None);
     };
     let text = r.get();
-    let digits = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+    let digits = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
     digits
         .parse::<f64>()
         .ok()
@@ -159,7 +162,7 @@ pub(crate) fn object<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, Fie
 }
 
 /// Parses a nested array into its raw elements; absent or `null` is empty.
-pub(crate) fn array<'a>(raw: Option<&'a RawValue>) -> Result<Vec<&'a RawValue>, FieldError> {
+pub(crate) fn array(raw: Option<&RawValue>) -> Result<Vec<&RawValue>, FieldError> {
     let Some(raw) = raw.filter(|r| !is_null(r)) else {
         return Ok(Vec::new());
     };
@@ -257,7 +260,10 @@ mod tests {
     #[test]
     fn strings_borrow_unless_escaped() {
         let r = raw(r#""abc""#);
-        assert!(matches!(opt_str(Some(&r)).unwrap(), Some(Cow::Borrowed("abc"))));
+        assert!(matches!(
+            opt_str(Some(&r)).unwrap(),
+            Some(Cow::Borrowed("abc"))
+        ));
         let r = raw(r#""a\"b\u00e9""#);
         assert_eq!(opt_str(Some(&r)).unwrap().as_deref(), Some("a\"bé"));
         let r = raw("12");
@@ -268,7 +274,10 @@ mod tests {
     #[test]
     fn ids_take_strings_and_integers_only() {
         assert_eq!(opt_id(Some(&raw("42"))).unwrap().as_deref(), Some("42"));
-        assert_eq!(opt_id(Some(&raw(r#""c-1""#))).unwrap().as_deref(), Some("c-1"));
+        assert_eq!(
+            opt_id(Some(&raw(r#""c-1""#))).unwrap().as_deref(),
+            Some("c-1")
+        );
         assert!(opt_id(Some(&raw("1.5"))).is_err());
         assert!(opt_id(Some(&raw("{}"))).is_err());
         assert_eq!(opt_id(Some(&raw("null"))).unwrap(), None);

@@ -208,6 +208,20 @@ pub fn decode_record(
             return;
         }
     };
+    // Serde would read an array as a struct's fields in order; only objects are records.
+    if !text.trim_start().starts_with('{') {
+        match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+            Ok(v) => report.reject(
+                record,
+                "",
+                "",
+                codes::NOT_AN_OBJECT,
+                format!("expected a JSON object, found {}", json::describe(v)),
+            ),
+            Err(e) => agent_log::reject_unparsable(text, &e, record, report),
+        }
+        return;
+    }
     let mut counting = Counting { sink, count: 0 };
     match format {
         SourceFormat::WhatsApp => {
@@ -229,6 +243,63 @@ pub fn decode_record(
 pub struct Decoded {
     pub events: Vec<Event>,
     pub report: Report,
+}
+
+/// A pretty-printed JSON document rather than JSON Lines: it opens with `[`, or its first
+/// line is a lone `{`.
+pub fn looks_like_document(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(buf.len());
+    let rest = &buf[start..];
+    if rest.first() == Some(&b'[') {
+        return true;
+    }
+    let first_line = rest.split(|b| *b == b'\n').next().unwrap_or_default();
+    first_line.trim_ascii() == b"{"
+}
+
+/// Re-cuts a whole JSON document as JSON Lines: an array gives one line per element,
+/// anything else one line. JSON strings cannot hold raw newlines, so replacing the layout's
+/// line breaks with spaces changes nothing inside them; a broken document stays one line for
+/// the decoder to reject.
+pub fn document_lines(doc: &[u8]) -> Vec<u8> {
+    let flat = |b: &[u8], out: &mut Vec<u8>| {
+        out.extend(
+            b.iter()
+                .map(|&c| if c == b'\n' || c == b'\r' { b' ' } else { c }),
+        );
+        out.push(b'\n');
+    };
+    let elements: Option<Vec<&serde_json::value::RawValue>> = std::str::from_utf8(doc)
+        .ok()
+        .filter(|t| t.trim_start().starts_with('['))
+        .and_then(|t| serde_json::from_str(t).ok());
+    let mut out = Vec::with_capacity(doc.len() + 16);
+    match elements {
+        Some(items) => {
+            for item in items {
+                flat(item.get().as_bytes(), &mut out);
+            }
+        }
+        None => flat(doc.trim_ascii(), &mut out),
+    }
+    out
+}
+
+/// Decodes a whole input held in memory: JSON Lines, or one pretty-printed document.
+pub fn decode_input(
+    format: SourceFormat,
+    input: &[u8],
+    pseudonymizer: &mut Pseudonymizer,
+    received_at: DateTime<Utc>,
+) -> Decoded {
+    if looks_like_document(input) {
+        decode_lines(format, &document_lines(input), pseudonymizer, received_at)
+    } else {
+        decode_lines(format, input, pseudonymizer, received_at)
+    }
 }
 
 /// Decodes a JSON Lines input (one record per non-blank line) into owned events.

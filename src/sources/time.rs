@@ -111,10 +111,7 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
         _ => return Err(bad()),
     };
     let days = days_from_civil(year, month, day);
-    let secs = days * 86_400
-        + i64::from(hour) * 3600
-        + i64::from(minute) * 60
-        + i64::from(second)
+    let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
         - offset_seconds;
     check_range(secs * MICROS_PER_SECOND + micros_frac, s)
 }
@@ -148,7 +145,10 @@ mod tests {
         assert_eq!(t("2026-11-02T12:00:00Z"), 1_793_620_800_000_000);
         assert_eq!(t("2026-11-02T09:00:00-03:00"), 1_793_620_800_000_000);
         assert_eq!(t("2026-11-02 12:00:00.5z"), 1_793_620_800_500_000);
-        assert_eq!(t("2026-11-02T12:00:00.123456789+00:00"), 1_793_620_800_123_456);
+        assert_eq!(
+            t("2026-11-02T12:00:00.123456789+00:00"),
+            1_793_620_800_123_456
+        );
     }
 
     #[test]
@@ -167,9 +167,15 @@ mod tests {
         ] {
             assert!(parse_rfc3339(s).is_err(), "{s} should be rejected");
         }
-        assert!(from_unix_seconds(1_793_620_800_000.0).is_err(), "milliseconds");
+        assert!(
+            from_unix_seconds(1_793_620_800_000.0).is_err(),
+            "milliseconds"
+        );
         assert!(from_unix_seconds(-5.0).is_err());
-        assert_eq!(from_unix_seconds(1_793_620_800.25).unwrap(), 1_793_620_800_250_000);
+        assert_eq!(
+            from_unix_seconds(1_793_620_800.25).unwrap(),
+            1_793_620_800_250_000
+        );
     }
 
     #[test]
@@ -183,7 +189,7 @@ mod tests {
         #[test]
         fn agrees_with_chrono(secs in MIN_MICROS / 1_000_000..MAX_MICROS / 1_000_000 - 86_400,
                               micros in 0i64..1_000_000,
-                              offset_min in -(23 * 60 + 59)..(23 * 60 + 59) as i32) {
+                              offset_min in -(23 * 60 + 59)..(23 * 60 + 59)) {
             let utc = DateTime::from_timestamp(secs, (micros * 1000) as u32).unwrap();
             let tz = chrono::FixedOffset::east_opt(offset_min * 60).unwrap();
             let text = utc.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Micros, false);

@@ -193,7 +193,9 @@ pub fn decode(
                     "object",
                     FieldError {
                         code: codes::WRONG_SOURCE,
-                        reason: format!("expected \"{OBJECT}\", found {found}: not a WhatsApp Business webhook"),
+                        reason: format!(
+                            "expected \"{OBJECT}\", found {found}: not a WhatsApp Business webhook"
+                        ),
                     },
                 ),
                 report,
@@ -245,7 +247,9 @@ fn decode_change(
         }
     };
     let vp = format!("{cp}.value");
-    let raw_value = change.value.ok_or_else(|| bad(cp, "value", FieldError::missing()))?;
+    let raw_value = change
+        .value
+        .ok_or_else(|| bad(cp, "value", FieldError::missing()))?;
     let value: Value<'_> = json::object(raw_value).map_err(|e| bad(cp, "value", e))?;
     let phone_number_id = match value.metadata {
         Some(m) => {
@@ -367,14 +371,13 @@ fn decode_message(
     let mut attrs: Vec<(&str, serde_json::Value)> = Vec::new();
     if let Some(t) = &type_ {
         attrs.push(("type", t.as_ref().into()));
-        if t == "interactive" {
-            if let Some(sub) = m
+        if t == "interactive"
+            && let Some(sub) = m
                 .interactive
                 .and_then(|i| json::object::<Typed<'_>>(i).ok())
                 .and_then(|i| opt_str(i.type_).ok().flatten())
-            {
-                attrs.push(("interactive_type", sub.as_ref().into()));
-            }
+        {
+            attrs.push(("interactive_type", sub.as_ref().into()));
         }
     }
     if m.referral.is_some() {
@@ -432,11 +435,7 @@ fn decode_status(
     let status = opt_str(s.status)
         .map_err(|e| bad(p, "status", e))?
         .ok_or_else(|| bad(p, "status", FieldError::missing()))?;
-    if status.is_empty()
-        || !status
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'_')
-    {
+    if status.is_empty() || !status.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
         return Err(bad(
             p,
             "status",

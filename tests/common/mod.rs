@@ -1,0 +1,123 @@
+//! Helpers shared by the end-to-end tests: run the real binary, on real files.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const KEY: &str = "end-to-end-test-key-0123456789";
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_supportlake"));
+    c.env("SUPPORTLAKE_PSEUDONYM_KEY", KEY)
+        .env_remove("SUPPORTLAKE_PSEUDONYM_KEY_FILE")
+        .env_remove("SUPPORTLAKE_LAKE")
+        .env("SUPPORTLAKE_LOG", "warn");
+    c
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs and returns (exit code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("the supportlake binary runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// Runs, insisting on the exit code; returns stdout.
+pub fn run_ok(cmd: &mut Command, expected_code: i32) -> String {
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, expected_code, "stdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+pub fn ingest(lake: &Path, files: &[PathBuf]) -> (i32, serde_json::Value) {
+    let mut c = bin();
+    c.arg("ingest")
+        .arg("--lake")
+        .arg(lake)
+        .args(["--receipt", "json", "--quiet"]);
+    c.args(files);
+    let (code, out, err) = run(&mut c);
+    let receipt = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("receipt is JSON ({e}):\n{out}\nstderr:\n{err}"));
+    (code, receipt)
+}
+
+pub fn sql_csv(lake: &Path, query: &str) -> String {
+    run_ok(
+        bin()
+            .arg("sql")
+            .arg("--lake")
+            .arg(lake)
+            .args(["--format", "csv", query]),
+        0,
+    )
+}
+
+/// Every stored event except `received_at` (which is the time of ingest), in a stable order.
+pub const ALL_EVENTS: &str = "SELECT * EXCLUDE (received_at) FROM events ORDER BY event_id";
+
+/// Generates a small simulated dataset with the real `generate` command.
+pub fn generate(out: &Path, days: u32, per_day: u32, seed: u64) {
+    run_ok(
+        bin().arg("generate").arg("--out").arg(out).args([
+            "--days",
+            &days.to_string(),
+            "--conversations-per-day",
+            &per_day.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--start",
+            "2026-11-02",
+            "--quiet",
+        ]),
+        0,
+    );
+}
+
+/// The source files a generated dataset holds, sorted.
+pub fn source_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for sub in ["agent-log", "whatsapp", "chatwoot"] {
+        let d = dir.join(sub);
+        for e in std::fs::read_dir(&d).unwrap() {
+            files.push(e.unwrap().path());
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Every file under a directory, recursively.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
