@@ -1,6 +1,6 @@
 //! Every source shape and every kind of bad input, through the pure decoders.
 //!
-//! Fixtures live in tests/fixtures/ (see its README). Expected events are pinned by insta
+//! Fixtures live in sample-data/fixtures/ (see its README). Expected events are pinned by insta
 //! snapshots (tests/snapshots/) and the facts that matter are asserted by hand.
 
 use std::path::Path;
@@ -27,7 +27,7 @@ fn key_of(identity: &str) -> String {
 
 fn decode(format: SourceFormat, fixture: &str) -> Decoded {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+        .join("sample-data/fixtures")
         .join(fixture);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     sources::decode_input(format, &bytes, &mut pseudonymizer(), received())
@@ -528,7 +528,7 @@ mod never_panic {
         .into_iter()
         .flat_map(|(f, p)| {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
+                .join("sample-data/fixtures")
                 .join(p);
             std::fs::read(path)
                 .unwrap()

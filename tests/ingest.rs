@@ -412,3 +412,52 @@ fn no_phone_number_name_or_text_reaches_the_lake() {
     }
     assert!(names > 50);
 }
+
+#[test]
+fn the_committed_sample_is_the_generators_output_and_ingests_cleanly() {
+    let sample = manifest_dir().join("sample-data/simulated");
+    let dir = tmp();
+    let again = dir.path().join("again");
+    run_ok(
+        bin().arg("generate").arg("--out").arg(&again).args([
+            "--days",
+            "7",
+            "--conversations-per-day",
+            "40",
+            "--seed",
+            "2026",
+            "--start",
+            "2026-11-02",
+            "--quiet",
+        ]),
+        0,
+    );
+    let ours: Vec<PathBuf> = walk(&sample);
+    let theirs: Vec<PathBuf> = walk(&again);
+    assert_eq!(ours.len(), theirs.len());
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert_eq!(
+            std::fs::read(a).unwrap(),
+            std::fs::read(b).unwrap(),
+            "{} differs from a fresh run of the generator",
+            a.display()
+        );
+    }
+    let lake = dir.path().join("lake");
+    let (code, r) = ingest(&lake, &source_files(&sample));
+    assert_eq!(code, 0, "{r}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sample.join("manifest.json")).unwrap())
+            .unwrap();
+    let skipped: u64 = r["skipped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        n(&r, "events") + skipped,
+        manifest["events"].as_u64().unwrap(),
+        "{r}"
+    );
+}

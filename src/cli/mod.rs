@@ -1,6 +1,7 @@
 //! The command line: argument parsing, the edge where `anyhow`, the wall clock and the
 //! terminal live. Each subcommand is a module with its `Args` and `run`.
 
+mod demo;
 mod generate;
 mod ingest;
 pub mod output;
@@ -43,6 +44,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Demo(demo::Args),
     Ingest(ingest::Args),
     Sql(sql::Args),
     Generate(generate::Args),
@@ -94,6 +96,7 @@ fn init_tracing() {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Ingest(args) => ingest::run(args),
         Command::Sql(args) => sql::run(args),
         Command::Generate(args) => generate::run(args),

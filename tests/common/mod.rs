@@ -17,7 +17,7 @@ pub fn bin() -> Command {
 
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+        .join("sample-data/fixtures")
         .join(rel)
 }
 
