@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
-use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use arrow::compute::{interleave_record_batch, take_record_batch};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -244,7 +244,12 @@ impl LakeWriter {
                 continue;
             }
             let n = kept.len();
-            let taken = take_record_batch(batch, &UInt32Array::from(kept))?;
+            let taken = if n == batch.num_rows() {
+                // The whole batch, in order: share it instead of copying.
+                batch.clone()
+            } else {
+                take_record_batch(batch, &UInt32Array::from(kept))?
+            };
             let bytes = taken.get_array_memory_size();
             let p = &mut state.pending;
             if p.rows == 0 {
@@ -353,10 +358,11 @@ impl LakeWriter {
             last_seq: pending.last_seq,
         };
         let dir = self.paths.partition(EVENTS, date);
-        let batch = concat_batches(&event::schema(), &pending.batches)?;
-        drop(pending);
-        let batch = sort_by_ts(&batch)?;
-        let written = write_file(&dir, name, &batch, self.props.clone())?;
+        let rows = pending.rows;
+        let batches = pending.batches;
+        let mut slices = SortedSlices::new(&batches)?;
+        let written = write_file(&dir, name, rows, self.props.clone(), || slices.next())?;
+        drop(batches);
         info!(partition = %date, rows = written.rows, bytes = written.bytes, file = %written.path.display(), "committed data file");
         self.written.push(WrittenFile {
             partition: date,
@@ -373,12 +379,79 @@ fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArr
         .ok_or_else(|| LakeError::Schema(format!("{name} column missing or not a string")))
 }
 
-fn sort_by_ts(batch: &RecordBatch) -> Result<RecordBatch> {
-    let ts = batch
-        .column_by_name(col::TS)
-        .ok_or_else(|| LakeError::Schema("ts column missing".into()))?;
-    let order = sort_to_indices(ts, None, None)?;
-    Ok(take_record_batch(batch, &order)?)
+/// Rows to write in slices of this many.
+const SLICE_ROWS: usize = 64 * 1024;
+
+/// Hands out the rows of several batches in `ts` order, a slice at a time, so a file is
+/// written without first copying all its rows into one sorted batch. Input that is already
+/// in order (the usual case) is passed through without copying at all.
+struct SortedSlices<'b> {
+    batches: &'b [RecordBatch],
+    /// (batch, row) in ts order, when the input is not already sorted.
+    order: Option<Vec<(usize, usize)>>,
+    /// Position: batch and row for in-order input, index into `order` otherwise.
+    batch: usize,
+    row: usize,
+}
+
+impl<'b> SortedSlices<'b> {
+    fn new(batches: &'b [RecordBatch]) -> Result<Self> {
+        let ts: Vec<&TimestampMicrosecondArray> = batches
+            .iter()
+            .map(|b| {
+                b.column_by_name(col::TS)
+                    .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+                    .ok_or_else(|| LakeError::Schema("ts column missing".into()))
+            })
+            .collect::<Result<_>>()?;
+        let in_order = ts
+            .iter()
+            .flat_map(|a| a.values().iter())
+            .is_sorted();
+        let order = (!in_order).then(|| {
+            let mut idx: Vec<(usize, usize)> = ts
+                .iter()
+                .enumerate()
+                .flat_map(|(b, a)| (0..a.len()).map(move |r| (b, r)))
+                .collect();
+            idx.sort_by_key(|&(b, r)| ts[b].value(r));
+            idx
+        });
+        Ok(SortedSlices {
+            batches,
+            order,
+            batch: 0,
+            row: 0,
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<RecordBatch>> {
+        match &self.order {
+            None => {
+                while let Some(b) = self.batches.get(self.batch) {
+                    if self.row < b.num_rows() {
+                        let len = SLICE_ROWS.min(b.num_rows() - self.row);
+                        let out = b.slice(self.row, len);
+                        self.row += len;
+                        return Ok(Some(out));
+                    }
+                    self.batch += 1;
+                    self.row = 0;
+                }
+                Ok(None)
+            }
+            Some(order) => {
+                if self.row >= order.len() {
+                    return Ok(None);
+                }
+                let end = (self.row + SLICE_ROWS).min(order.len());
+                let refs: Vec<&RecordBatch> = self.batches.iter().collect();
+                let out = interleave_record_batch(&refs, &order[self.row..end])?;
+                self.row = end;
+                Ok(Some(out))
+            }
+        }
+    }
 }
 
 pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -450,8 +523,9 @@ fn load_ids(dir: &Path) -> Result<IdSet> {
 pub(crate) fn write_file(
     dir: &Path,
     name: DataFileName,
-    batch: &RecordBatch,
+    rows: usize,
     props: Arc<WriterProperties>,
+    mut next: impl FnMut() -> Result<Option<RecordBatch>>,
 ) -> Result<WrittenFile> {
     create_dir_durable(dir)?;
     let final_path = dir.join(name.file_name());
@@ -462,20 +536,18 @@ pub(crate) fn write_file(
     let file = File::create(&tmp_path).map_err(|e| LakeError::io(&tmp_path, e))?;
     let mut writer = ArrowWriter::try_new(
         BufWriter::with_capacity(1 << 20, file),
-        batch.schema(),
+        event::schema(),
         Some((*props).clone()),
     )
     .map_err(|e| LakeError::parquet(&tmp_path, e))?;
-    // Feed in slices so the byte cap on row groups is checked often.
-    let step = 64 * 1024;
-    let mut offset = 0;
-    while offset < batch.num_rows() {
-        let len = step.min(batch.num_rows() - offset);
+    let mut written_rows = 0;
+    while let Some(slice) = next()? {
+        written_rows += slice.num_rows();
         writer
-            .write(&batch.slice(offset, len))
+            .write(&slice)
             .map_err(|e| LakeError::parquet(&tmp_path, e))?;
-        offset += len;
     }
+    debug_assert_eq!(written_rows, rows);
     let buffered = writer
         .into_inner()
         .map_err(|e| LakeError::parquet(&tmp_path, e))?;
@@ -488,13 +560,13 @@ pub(crate) fn write_file(
         .map_err(|e| LakeError::io(&tmp_path, e))?
         .len();
     drop(file);
-    verify_footer(&tmp_path, batch.num_rows() as u64)?;
+    verify_footer(&tmp_path, written_rows as u64)?;
     fs::rename(&tmp_path, &final_path).map_err(|e| LakeError::io(&final_path, e))?;
     sync_dir(dir)?;
     Ok(WrittenFile {
         path: final_path,
         partition: PartitionDate(0),
-        rows: batch.num_rows() as u64,
+        rows: written_rows as u64,
         bytes,
     })
 }

@@ -240,6 +240,56 @@ fn scrub(v: serde_json::Value) -> Sorted {
     }
 }
 
+/// Writes a small `attrs` object directly, without building a JSON tree. Callers add keys
+/// in sorted order (checked in debug builds), so the output is byte-stable.
+pub(crate) struct Attrs {
+    out: String,
+    #[cfg(debug_assertions)]
+    last: String,
+}
+
+impl Attrs {
+    pub fn new() -> Self {
+        Attrs {
+            out: String::new(),
+            #[cfg(debug_assertions)]
+            last: String::new(),
+        }
+    }
+
+    fn key(&mut self, key: &str) {
+        #[cfg(debug_assertions)]
+        {
+            debug_assert!(self.last.as_str() < key, "attrs keys out of order: {key}");
+            self.last = key.to_owned();
+        }
+        self.out.push(if self.out.is_empty() { '{' } else { ',' });
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+    }
+
+    pub fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        // Serializing a &str into a String cannot fail.
+        let quoted = serde_json::to_string(value).unwrap_or_default();
+        self.out.push_str(&quoted);
+    }
+
+    pub fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
+    pub fn finish(mut self) -> Option<String> {
+        if self.out.is_empty() {
+            return None;
+        }
+        self.out.push('}');
+        Some(self.out)
+    }
+}
+
 /// Builds a sorted-key `attrs` object from pairs we produce ourselves.
 pub(crate) fn attrs_of(pairs: &[(&str, serde_json::Value)]) -> Option<String> {
     if pairs.is_empty() {

@@ -144,6 +144,25 @@ struct ErrorItem<'a> {
     title: Option<&'a RawValue>,
 }
 
+/// Where an item sits inside a body, turned into a pointer only when something is wrong.
+#[derive(Clone, Copy)]
+struct Loc {
+    entry: usize,
+    change: usize,
+    /// `None` for the change itself; else the list name and index inside `value`.
+    item: Option<(&'static str, usize)>,
+}
+
+impl Loc {
+    fn pointer(self) -> String {
+        let mut p = format!("entry[{}].changes[{}]", self.entry, self.change);
+        if let Some((list, i)) = self.item {
+            p.push_str(&format!(".value.{list}[{i}]"));
+        }
+        p
+    }
+}
+
 /// A nested element that could not be read: where, which field, why.
 struct Bad {
     pointer: String,
@@ -159,11 +178,96 @@ fn bad(pointer: &str, field: &str, err: FieldError) -> Bad {
     }
 }
 
+fn bad_at(loc: Loc, field: &str, err: FieldError) -> Bad {
+    bad(&loc.pointer(), field, err)
+}
+
 fn full(pointer: &str, field: &str) -> String {
     if pointer.is_empty() {
         field.to_owned()
     } else {
         format!("{pointer}.{field}")
+    }
+}
+
+fn push_bad(record: u64, b: Bad, report: &mut Report) {
+    let field = full(&b.pointer, &b.field);
+    report.reject(record, b.pointer, field, b.err.code, b.err.reason);
+}
+
+/// The fast path: the whole body in one typed pass. Any shape error makes it fail as a
+/// whole, and the body is decoded again by the exact path, which finds and names the error.
+#[derive(Deserialize)]
+struct FastBody<'a> {
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    entry: Vec<FastEntry<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FastEntry<'a> {
+    #[serde(borrow, default)]
+    changes: Vec<FastChange<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FastChange<'a> {
+    #[serde(borrow, default)]
+    field: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    value: Option<FastValue<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FastValue<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<Metadata<'a>>,
+    #[serde(borrow, default)]
+    contacts: Vec<Contact<'a>>,
+    #[serde(borrow, default)]
+    messages: Vec<Message<'a>>,
+    #[serde(borrow, default)]
+    statuses: Vec<Status<'a>>,
+    #[serde(borrow, default)]
+    message_echoes: Vec<Message<'a>>,
+    #[serde(borrow, default)]
+    errors: Option<&'a RawValue>,
+}
+
+/// One change, parsed either way; items that failed to parse carry their error.
+struct ParsedChange<'a> {
+    field: Option<&'a RawValue>,
+    value_present: bool,
+    metadata: Option<Metadata<'a>>,
+    contacts: Vec<Contact<'a>>,
+    messages: Vec<Result<Message<'a>, FieldError>>,
+    statuses: Vec<Result<Status<'a>, FieldError>>,
+    echoes: Vec<Result<Message<'a>, FieldError>>,
+    value_errors: bool,
+}
+
+impl<'a> From<FastChange<'a>> for ParsedChange<'a> {
+    fn from(c: FastChange<'a>) -> Self {
+        let value_present = c.value.is_some();
+        let v = c.value.unwrap_or(FastValue {
+            metadata: None,
+            contacts: Vec::new(),
+            messages: Vec::new(),
+            statuses: Vec::new(),
+            message_echoes: Vec::new(),
+            errors: None,
+        });
+        ParsedChange {
+            field: c.field,
+            value_present,
+            metadata: v.metadata,
+            contacts: v.contacts,
+            messages: v.messages.into_iter().map(Ok).collect(),
+            statuses: v.statuses.into_iter().map(Ok).collect(),
+            echoes: v.message_echoes.into_iter().map(Ok).collect(),
+            value_errors: v.errors.is_some(),
+        }
     }
 }
 
@@ -175,69 +279,165 @@ pub fn decode(
     sink: &mut dyn EventSink,
     report: &mut Report,
 ) {
+    if let Ok(body) = serde_json::from_str::<FastBody<'_>>(text) {
+        if let Err(b) = check_object(body.object) {
+            return push_bad(record, b, report);
+        }
+        if body.entry.is_empty() {
+            report.skip("whatsapp_empty_body");
+        }
+        for (ei, entry) in body.entry.into_iter().enumerate() {
+            for (ci, change) in entry.changes.into_iter().enumerate() {
+                let loc = Loc {
+                    entry: ei,
+                    change: ci,
+                    item: None,
+                };
+                if let Err(b) = decode_change(change.into(), loc, record, pseudonymizer, sink, report)
+                {
+                    push_bad(record, b, report);
+                }
+            }
+        }
+        return;
+    }
+    decode_exact(text, record, pseudonymizer, sink, report);
+}
+
+fn check_object(object: Option<&RawValue>) -> Result<(), Bad> {
+    match opt_str(object) {
+        Ok(Some(o)) if o == OBJECT => Ok(()),
+        Ok(other) => {
+            let found = other.map_or("nothing".to_owned(), |o| format!("{o:?}"));
+            Err(bad(
+                "",
+                "object",
+                FieldError {
+                    code: codes::WRONG_SOURCE,
+                    reason: format!(
+                        "expected \"{OBJECT}\", found {found}: not a WhatsApp Business webhook"
+                    ),
+                },
+            ))
+        }
+        Err(e) => Err(bad("", "object", e)),
+    }
+}
+
+/// The exact path: level by level, so a wrong shape is reported where it is and the rest of
+/// the body is still decoded.
+fn decode_exact(
+    text: &str,
+    record: u64,
+    pseudonymizer: &mut Pseudonymizer,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) {
     let body: Body<'_> = match serde_json::from_str(text) {
         Ok(b) => b,
         Err(e) => return reject_unparsable(text, &e, record, report),
     };
-    let fail = |b: Bad, report: &mut Report| {
-        let field = full(&b.pointer, &b.field);
-        report.reject(record, b.pointer, field, b.err.code, b.err.reason)
-    };
-    match opt_str(body.object) {
-        Ok(Some(o)) if o == OBJECT => {}
-        Ok(other) => {
-            let found = other.map_or("nothing".to_owned(), |o| format!("{o:?}"));
-            return fail(
-                bad(
-                    "",
-                    "object",
-                    FieldError {
-                        code: codes::WRONG_SOURCE,
-                        reason: format!(
-                            "expected \"{OBJECT}\", found {found}: not a WhatsApp Business webhook"
-                        ),
-                    },
-                ),
-                report,
-            );
-        }
-        Err(e) => return fail(bad("", "object", e), report),
+    if let Err(b) = check_object(body.object) {
+        return push_bad(record, b, report);
     }
     let entries = match array(body.entry) {
         Ok(e) => e,
-        Err(e) => return fail(bad("", "entry", e), report),
+        Err(e) => return push_bad(record, bad("", "entry", e), report),
     };
     if entries.is_empty() {
         report.skip("whatsapp_empty_body");
     }
     for (ei, entry) in entries.iter().enumerate() {
-        let ep = format!("entry[{ei}]");
         let changes = match json::object::<Entry<'_>>(entry).and_then(|e| array(e.changes)) {
             Ok(c) => c,
             Err(e) => {
-                fail(bad(&ep, "changes", e), report);
+                push_bad(record, bad(&format!("entry[{ei}]"), "changes", e), report);
                 continue;
             }
         };
         for (ci, change) in changes.iter().enumerate() {
-            let cp = format!("{ep}.changes[{ci}]");
-            if let Err(b) = decode_change(change, &cp, record, pseudonymizer, sink, report) {
-                fail(b, report);
+            let loc = Loc {
+                entry: ei,
+                change: ci,
+                item: None,
+            };
+            let parsed = match parse_change_exact(change, loc) {
+                Ok(p) => p,
+                Err(b) => {
+                    push_bad(record, b, report);
+                    continue;
+                }
+            };
+            if let Err(b) = decode_change(parsed, loc, record, pseudonymizer, sink, report) {
+                push_bad(record, b, report);
             }
         }
     }
 }
 
+fn parse_change_exact(change: &RawValue, loc: Loc) -> Result<ParsedChange<'_>, Bad> {
+    let cp = loc.pointer();
+    let vp = format!("{cp}.value");
+    let change: Change<'_> = json::object(change).map_err(|e| bad(&cp, "", e))?;
+    let mut parsed = ParsedChange {
+        field: change.field,
+        value_present: change.value.is_some(),
+        metadata: None,
+        contacts: Vec::new(),
+        messages: Vec::new(),
+        statuses: Vec::new(),
+        echoes: Vec::new(),
+        value_errors: false,
+    };
+    // A change of another field may have any value; judge its field first.
+    let field = opt_str(change.field).map_err(|e| bad(&cp, "field", e))?;
+    if !matches!(field.as_deref(), None | Some("messages" | "smb_message_echoes")) {
+        return Ok(parsed);
+    }
+    let Some(raw_value) = change.value else {
+        return Ok(parsed);
+    };
+    let value: Value<'_> = json::object(raw_value).map_err(|e| bad(&cp, "value", e))?;
+    parsed.value_errors = value.errors.is_some();
+    if let Some(m) = value.metadata {
+        parsed.metadata = Some(json::object(m).map_err(|e| bad(&vp, "metadata", e))?);
+    }
+    for (i, c) in array(value.contacts)
+        .map_err(|e| bad(&vp, "contacts", e))?
+        .into_iter()
+        .enumerate()
+    {
+        let c: Contact<'_> =
+            json::object(c).map_err(|e| bad(&format!("{vp}.contacts[{i}]"), "", e))?;
+        parsed.contacts.push(c);
+    }
+    parsed.messages = array(value.messages)
+        .map_err(|e| bad(&vp, "messages", e))?
+        .into_iter()
+        .map(json::object)
+        .collect();
+    parsed.echoes = array(value.message_echoes)
+        .map_err(|e| bad(&vp, "message_echoes", e))?
+        .into_iter()
+        .map(json::object)
+        .collect();
+    parsed.statuses = array(value.statuses)
+        .map_err(|e| bad(&vp, "statuses", e))?
+        .into_iter()
+        .map(json::object)
+        .collect();
+    Ok(parsed)
+}
+
 fn decode_change(
-    change: &RawValue,
-    cp: &str,
+    change: ParsedChange<'_>,
+    loc: Loc,
     record: u64,
     pseudonymizer: &mut Pseudonymizer,
     sink: &mut dyn EventSink,
     report: &mut Report,
 ) -> Result<(), Bad> {
-    let change: Change<'_> = json::object(change).map_err(|e| bad(cp, "", e))?;
-    let field = opt_str(change.field).map_err(|e| bad(cp, "field", e))?;
+    let field = opt_str(change.field).map_err(|e| bad_at(loc, "field", e))?;
     let is_echo = match field.as_deref() {
         None | Some("messages") => false,
         Some("smb_message_echoes") => true,
@@ -246,76 +446,86 @@ fn decode_change(
             return Ok(());
         }
     };
-    let vp = format!("{cp}.value");
-    let raw_value = change
-        .value
-        .ok_or_else(|| bad(cp, "value", FieldError::missing()))?;
-    let value: Value<'_> = json::object(raw_value).map_err(|e| bad(cp, "value", e))?;
-    let phone_number_id = match value.metadata {
-        Some(m) => {
-            let meta: Metadata<'_> = json::object(m).map_err(|e| bad(&vp, "metadata", e))?;
-            opt_id(meta.phone_number_id).map_err(|e| bad(&vp, "metadata.phone_number_id", e))?
-        }
+    if !change.value_present {
+        return Err(bad_at(loc, "value", FieldError::missing()));
+    }
+    let vp = || format!("{}.value", loc.pointer());
+    let phone_number_id = match &change.metadata {
+        Some(meta) => opt_id(meta.phone_number_id)
+            .map_err(|e| bad(&vp(), "metadata.phone_number_id", e))?,
         None => None,
     };
-    let mut contacts = Vec::new();
-    for (i, c) in array(value.contacts)
-        .map_err(|e| bad(&vp, "contacts", e))?
-        .into_iter()
-        .enumerate()
-    {
-        let p = format!("{vp}.contacts[{i}]");
-        let c: Contact<'_> = json::object(c).map_err(|e| bad(&p, "", e))?;
-        let wa_id = opt_id(c.wa_id).map_err(|e| bad(&p, "wa_id", e))?;
-        let user_id = opt_str(c.user_id).map_err(|e| bad(&p, "user_id", e))?;
+    let mut contacts = Vec::with_capacity(change.contacts.len());
+    for (i, c) in change.contacts.iter().enumerate() {
+        let p = || format!("{}.contacts[{i}]", vp());
+        let wa_id = opt_id(c.wa_id).map_err(|e| bad(&p(), "wa_id", e))?;
+        let user_id = opt_str(c.user_id).map_err(|e| bad(&p(), "user_id", e))?;
         contacts.push((wa_id, user_id));
     }
     let inbox = phone_number_id.as_deref();
-
-    let (messages_key, author) = if is_echo {
-        ("message_echoes", Author::Agent)
+    let (list, author, messages) = if is_echo {
+        ("message_echoes", Author::Agent, &change.echoes)
     } else {
-        ("messages", Author::Customer)
+        ("messages", Author::Customer, &change.messages)
     };
-    let raw_messages = if is_echo {
-        value.message_echoes
-    } else {
-        value.messages
-    };
-    let messages = array(raw_messages).map_err(|e| bad(&vp, messages_key, e))?;
-    let statuses = array(value.statuses).map_err(|e| bad(&vp, "statuses", e))?;
-    if messages.is_empty() && statuses.is_empty() {
+    if messages.is_empty() && change.statuses.is_empty() {
         // e.g. a change that only reports `errors` at the value level.
-        report.skip(if value.errors.is_some() {
+        report.skip(if change.value_errors {
             "whatsapp_value_errors"
         } else {
             "whatsapp_empty_change"
         });
     }
     for (i, m) in messages.iter().enumerate() {
-        let p = format!("{vp}.{messages_key}[{i}]");
-        if let Err(b) = decode_message(m, &p, author, inbox, &contacts, pseudonymizer, sink) {
-            let field = full(&b.pointer, &b.field);
-            report.reject(record, b.pointer, field, b.err.code, b.err.reason);
+        let at = Loc {
+            item: Some((list, i)),
+            ..loc
+        };
+        let result = match m {
+            Ok(m) => decode_message(m, at, author, inbox, &contacts, pseudonymizer, sink),
+            Err(e) => Err(bad_at(
+                at,
+                "",
+                FieldError {
+                    code: e.code,
+                    reason: e.reason.clone(),
+                },
+            )),
+        };
+        if let Err(b) = result {
+            push_bad(record, b, report);
         }
     }
-    for (i, s) in statuses.iter().enumerate() {
-        let p = format!("{vp}.statuses[{i}]");
-        if let Err(b) = decode_status(s, &p, inbox, pseudonymizer, sink) {
-            let field = full(&b.pointer, &b.field);
-            report.reject(record, b.pointer, field, b.err.code, b.err.reason);
+    for (i, s) in change.statuses.iter().enumerate() {
+        let at = Loc {
+            item: Some(("statuses", i)),
+            ..loc
+        };
+        let result = match s {
+            Ok(s) => decode_status(s, at, inbox, pseudonymizer, sink),
+            Err(e) => Err(bad_at(
+                at,
+                "",
+                FieldError {
+                    code: e.code,
+                    reason: e.reason.clone(),
+                },
+            )),
+        };
+        if let Err(b) = result {
+            push_bad(record, b, report);
         }
     }
     Ok(())
 }
 
-fn timestamp(raw: Option<&RawValue>, p: &str) -> Result<i64, Bad> {
+fn timestamp(raw: Option<&RawValue>, loc: Loc) -> Result<i64, Bad> {
     let secs = opt_number(raw)
-        .map_err(|e| bad(p, "timestamp", e))?
-        .ok_or_else(|| bad(p, "timestamp", FieldError::missing()))?;
+        .map_err(|e| bad_at(loc, "timestamp", e))?
+        .ok_or_else(|| bad_at(loc, "timestamp", FieldError::missing()))?;
     time::from_unix_seconds(secs).map_err(|reason| {
-        bad(
-            p,
+        bad_at(
+            loc,
             "timestamp",
             FieldError {
                 code: codes::BAD_TIMESTAMP,
@@ -331,28 +541,27 @@ type ContactIds<'a> = (
 );
 
 fn decode_message(
-    raw: &RawValue,
-    p: &str,
+    m: &Message<'_>,
+    loc: Loc,
     author: Author,
     inbox: Option<&str>,
     contacts: &[ContactIds<'_>],
     pseudonymizer: &mut Pseudonymizer,
     sink: &mut dyn EventSink,
 ) -> Result<(), Bad> {
-    let m: Message<'_> = json::object(raw).map_err(|e| bad(p, "", e))?;
     let wamid = opt_str(m.id)
-        .map_err(|e| bad(p, "id", e))?
-        .ok_or_else(|| bad(p, "id", FieldError::missing()))?;
-    let ts = timestamp(m.timestamp, p)?;
-    let type_ = opt_str(m.type_).map_err(|e| bad(p, "type", e))?;
+        .map_err(|e| bad_at(loc, "id", e))?
+        .ok_or_else(|| bad_at(loc, "id", FieldError::missing()))?;
+    let ts = timestamp(m.timestamp, loc)?;
+    let type_ = opt_str(m.type_).map_err(|e| bad_at(loc, "type", e))?;
     // The customer: the sender of an inbound message, the recipient of an echo.
     let (phone_field, user_field) = if author == Author::Customer {
         (("from", m.from), ("from_user_id", m.from_user_id))
     } else {
         (("to", m.to), ("to_user_id", m.to_user_id))
     };
-    let phone = opt_id(phone_field.1).map_err(|e| bad(p, phone_field.0, e))?;
-    let user_id = opt_str(user_field.1).map_err(|e| bad(p, user_field.0, e))?;
+    let phone = opt_id(phone_field.1).map_err(|e| bad_at(loc, phone_field.0, e))?;
+    let user_id = opt_str(user_field.1).map_err(|e| bad_at(loc, user_field.0, e))?;
     let identity = phone
         .or_else(|| {
             // A contact that carries both ids tells us the phone behind a user id.
@@ -368,25 +577,26 @@ fn decode_message(
         .and_then(|i| pseudonymizer.customer_key(i))
         .map(str::to_owned);
 
-    let mut attrs: Vec<(&str, serde_json::Value)> = Vec::new();
-    if let Some(t) = &type_ {
-        attrs.push(("type", t.as_ref().into()));
-        if t == "interactive"
-            && let Some(sub) = m
-                .interactive
-                .and_then(|i| json::object::<Typed<'_>>(i).ok())
-                .and_then(|i| opt_str(i.type_).ok().flatten())
-        {
-            attrs.push(("interactive_type", sub.as_ref().into()));
-        }
+    // Keys in sorted order: attrs are byte-stable.
+    let mut attrs = json::Attrs::new();
+    if let Some(code) = first_error(m.errors).0 {
+        attrs.str("error_code", &code);
+    }
+    if type_.as_deref() == Some("interactive")
+        && let Some(sub) = m
+            .interactive
+            .and_then(|i| json::object::<Typed<'_>>(i).ok())
+            .and_then(|i| opt_str(i.type_).ok().flatten())
+    {
+        attrs.str("interactive_type", &sub);
     }
     if m.referral.is_some() {
-        attrs.push(("referral", true.into()));
+        attrs.bool("referral", true);
     }
-    if let Some(code) = first_error(m.errors).0 {
-        attrs.push(("error_code", code.into()));
+    if let Some(t) = &type_ {
+        attrs.str("type", t);
     }
-    let attrs = json::attrs_of(&attrs);
+    let attrs = attrs.finish();
 
     let kind = if author == Author::Customer {
         Kind::MessageIn
@@ -422,22 +632,21 @@ fn first_error(raw: Option<&RawValue>) -> (Option<String>, Option<String>) {
 }
 
 fn decode_status(
-    raw: &RawValue,
-    p: &str,
+    s: &Status<'_>,
+    loc: Loc,
     inbox: Option<&str>,
     pseudonymizer: &mut Pseudonymizer,
     sink: &mut dyn EventSink,
 ) -> Result<(), Bad> {
-    let s: Status<'_> = json::object(raw).map_err(|e| bad(p, "", e))?;
     let wamid = opt_str(s.id)
-        .map_err(|e| bad(p, "id", e))?
-        .ok_or_else(|| bad(p, "id", FieldError::missing()))?;
+        .map_err(|e| bad_at(loc, "id", e))?
+        .ok_or_else(|| bad_at(loc, "id", FieldError::missing()))?;
     let status = opt_str(s.status)
-        .map_err(|e| bad(p, "status", e))?
-        .ok_or_else(|| bad(p, "status", FieldError::missing()))?;
+        .map_err(|e| bad_at(loc, "status", e))?
+        .ok_or_else(|| bad_at(loc, "status", FieldError::missing()))?;
     if status.is_empty() || !status.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-        return Err(bad(
-            p,
+        return Err(bad_at(
+            loc,
             "status",
             FieldError::invalid(format!(
                 "status {:?} is not a WhatsApp status word (sent, delivered, read, failed)",
@@ -445,27 +654,27 @@ fn decode_status(
             )),
         ));
     }
-    let ts = timestamp(s.timestamp, p)?;
-    let phone = opt_id(s.recipient_id).map_err(|e| bad(p, "recipient_id", e))?;
-    let user_id = opt_str(s.recipient_user_id).map_err(|e| bad(p, "recipient_user_id", e))?;
+    let ts = timestamp(s.timestamp, loc)?;
+    let phone = opt_id(s.recipient_id).map_err(|e| bad_at(loc, "recipient_id", e))?;
+    let user_id = opt_str(s.recipient_user_id).map_err(|e| bad_at(loc, "recipient_user_id", e))?;
     let customer_key = phone
         .or(user_id)
         .as_deref()
         .and_then(|i| pseudonymizer.customer_key(i))
         .map(str::to_owned);
     let (code, title) = first_error(s.errors);
-    let mut attrs: Vec<(&str, serde_json::Value)> = Vec::new();
-    if let Some(t) = title {
-        attrs.push(("error_title", t.into()));
+    let mut attrs = json::Attrs::new();
+    if let Some(t) = &title {
+        attrs.str("error_title", t);
     }
     if let Some(category) = s
         .pricing
         .and_then(|r| json::object::<Pricing<'_>>(r).ok())
         .and_then(|pr| opt_str(pr.category).ok().flatten())
     {
-        attrs.push(("pricing_category", category.as_ref().into()));
+        attrs.str("pricing_category", &category);
     }
-    let attrs = json::attrs_of(&attrs);
+    let attrs = attrs.finish();
     let event_id = format!("{wamid}:{status}");
     let mut e = EventRef::new(&event_id, ts, Source::WhatsApp, Kind::MessageStatus);
     e.customer_key = customer_key.as_deref();
