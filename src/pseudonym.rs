@@ -146,7 +146,7 @@ pub fn normalize_identity(raw: &str) -> Option<Identity> {
 #[derive(Clone)]
 pub struct Pseudonymizer {
     mac: Hmac<Sha256>,
-    cache: HashMap<String, String>,
+    cache: HashMap<String, String, twox_hash::xxhash64::State>,
 }
 
 impl fmt::Debug for Pseudonymizer {
@@ -163,9 +163,11 @@ impl Pseudonymizer {
         // HMAC accepts keys of any length; the error branch cannot happen.
         let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        // A random seed per process keeps crafted inputs from colliding in the cache.
+        let seed: u64 = rand::random();
         Pseudonymizer {
             mac,
-            cache: HashMap::new(),
+            cache: HashMap::with_hasher(twox_hash::xxhash64::State::with_seed(seed)),
         }
     }
 

@@ -404,10 +404,7 @@ impl<'b> SortedSlices<'b> {
                     .ok_or_else(|| LakeError::Schema("ts column missing".into()))
             })
             .collect::<Result<_>>()?;
-        let in_order = ts
-            .iter()
-            .flat_map(|a| a.values().iter())
-            .is_sorted();
+        let in_order = ts.iter().flat_map(|a| a.values().iter()).is_sorted();
         let order = (!in_order).then(|| {
             let mut idx: Vec<(usize, usize)> = ts
                 .iter()

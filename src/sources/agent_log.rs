@@ -241,13 +241,13 @@ fn decode_line(
     }
 
     let customer_key = match customer.as_deref() {
-        Some(raw) => pseudonymizer.customer_key(raw).map(str::to_owned),
+        Some(raw) => pseudonymizer.customer_key(raw),
         None => None,
     };
 
     let mut event = EventRef::new("", ts, Source::AgentLog, kind);
     event.conversation_id = conversation_id.as_deref();
-    event.customer_key = customer_key.as_deref();
+    event.customer_key = customer_key;
     event.agent_id = agent_id.as_deref();
     event.team = team.as_deref();
     event.channel = channel.as_deref();

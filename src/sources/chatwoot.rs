@@ -97,7 +97,7 @@ struct Meta<'a> {
 }
 
 /// A contact, user, agent bot or team: the fields we read of any of them.
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Party<'a> {
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
@@ -142,11 +142,217 @@ struct Fail {
     err: FieldError,
 }
 
+impl Clone for Fail {
+    fn clone(&self) -> Self {
+        Fail {
+            field: self.field.clone(),
+            err: FieldError {
+                code: self.err.code,
+                reason: self.err.reason.clone(),
+            },
+        }
+    }
+}
+
 fn at(field: &str) -> impl FnOnce(FieldError) -> Fail + '_ {
     move |err| Fail {
         field: field.to_owned(),
         err,
     }
+}
+
+/// A conversation object's fields, parsed by either path.
+#[derive(Clone, Default)]
+struct ConvParts<'a> {
+    id: Option<&'a RawValue>,
+    inbox_id: Option<&'a RawValue>,
+    channel: Option<&'a RawValue>,
+    status: Option<&'a RawValue>,
+    priority: Option<&'a RawValue>,
+    created_at: Option<&'a RawValue>,
+    updated_at: Option<&'a RawValue>,
+    timestamp: Option<&'a RawValue>,
+    sender: Option<Party<'a>>,
+    assignee: Option<Party<'a>>,
+    team: Option<Party<'a>>,
+}
+
+/// The fast path: the whole body in one typed pass. A shape error fails it as a whole, and
+/// the exact path decodes the body again, level by level, to name the error.
+#[derive(Deserialize)]
+struct FastMeta<'a> {
+    #[serde(borrow, default)]
+    sender: Option<Party<'a>>,
+    #[serde(borrow, default)]
+    assignee: Option<Party<'a>>,
+    #[serde(borrow, default)]
+    team: Option<Party<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FastConversation<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    inbox_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    channel: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    priority: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    meta: Option<FastMeta<'a>>,
+    #[serde(borrow, default)]
+    created_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    updated_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+}
+
+impl<'a> FastConversation<'a> {
+    fn parts(self) -> ConvParts<'a> {
+        let meta = self.meta.unwrap_or(FastMeta {
+            sender: None,
+            assignee: None,
+            team: None,
+        });
+        ConvParts {
+            id: self.id,
+            inbox_id: self.inbox_id,
+            channel: self.channel,
+            status: self.status,
+            priority: self.priority,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            timestamp: self.timestamp,
+            sender: meta.sender,
+            assignee: meta.assignee,
+            team: meta.team,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct FastBody<'a> {
+    #[serde(borrow, default)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    created_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    updated_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    changed_attributes: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    message_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content_attributes: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    private: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    source_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sender: Option<Party<'a>>,
+    #[serde(borrow, default)]
+    conversation: Option<FastConversation<'a>>,
+    // The body's own conversation fields (conversation events).
+    #[serde(borrow, default)]
+    inbox_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    channel: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    priority: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    meta: Option<FastMeta<'a>>,
+}
+
+/// Where the nested objects of a body come from: the fast parse, or parsed now from raw.
+enum Nested<'a> {
+    Fast {
+        sender: Option<Party<'a>>,
+        this: ConvParts<'a>,
+        conversation: Option<ConvParts<'a>>,
+    },
+    Exact {
+        whole: &'a RawValue,
+    },
+}
+
+impl<'a> Nested<'a> {
+    /// The body itself, read as a conversation (conversation events).
+    fn this(&self) -> Result<ConvParts<'a>, Fail> {
+        match self {
+            Nested::Fast { this, .. } => Ok(this.clone()),
+            Nested::Exact { whole } => parts_exact(whole, ""),
+        }
+    }
+
+    /// The body's `conversation` (message events).
+    fn conversation(&self, body: &Body<'a>) -> Result<ConvParts<'a>, Fail> {
+        let missing = || Fail {
+            field: "conversation".into(),
+            err: FieldError::missing(),
+        };
+        match self {
+            Nested::Fast { conversation, .. } => conversation.clone().ok_or_else(missing),
+            Nested::Exact { .. } => match body.conversation.filter(|r| r.get() != "null") {
+                Some(raw) => parts_exact(raw, "conversation"),
+                None => Err(missing()),
+            },
+        }
+    }
+
+    fn sender(&self, body: &Body<'a>) -> Result<Option<Party<'a>>, Fail> {
+        match self {
+            Nested::Fast { sender, .. } => Ok(sender.clone()),
+            Nested::Exact { .. } => party(body.sender, "sender"),
+        }
+    }
+}
+
+/// Reads a conversation object level by level, naming the first field that is wrong.
+fn parts_exact<'a>(raw: &'a RawValue, prefix: &str) -> Result<ConvParts<'a>, Fail> {
+    let name = |f: &str| {
+        if prefix.is_empty() {
+            f.to_owned()
+        } else {
+            format!("{prefix}.{f}")
+        }
+    };
+    let c: Conversation<'_> = json::object(raw).map_err(|err| Fail {
+        field: prefix.to_owned(),
+        err,
+    })?;
+    let mut parts = ConvParts {
+        id: c.id,
+        inbox_id: c.inbox_id,
+        channel: c.channel,
+        status: c.status,
+        priority: c.priority,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+        timestamp: c.timestamp,
+        ..ConvParts::default()
+    };
+    if let Some(meta) = c.meta.filter(|m| m.get() != "null") {
+        let meta: Meta<'_> = json::object(meta).map_err(|err| Fail {
+            field: name("meta"),
+            err,
+        })?;
+        parts.sender = party(meta.sender, &name("meta.sender"))?;
+        parts.assignee = party(meta.assignee, &name("meta.assignee"))?;
+        parts.team = party(meta.team, &name("meta.team"))?;
+    }
+    Ok(parts)
 }
 
 /// What every event of one conversation carries.
@@ -172,18 +378,87 @@ pub fn decode(
     sink: &mut dyn EventSink,
     report: &mut Report,
 ) {
-    let body: Body<'_> = match serde_json::from_str(text) {
-        Ok(b) => b,
-        Err(e) => return reject_unparsable(text, &e, record, report),
+    decode_with(text, record, false, pseudonymizer, sink, report);
+}
+
+/// `exact_only` skips the fast path (tests check that both paths agree).
+fn decode_with(
+    text: &str,
+    record: u64,
+    exact_only: bool,
+    pseudonymizer: &mut Pseudonymizer,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) {
+    let fast = if exact_only {
+        None
+    } else {
+        serde_json::from_str::<FastBody<'_>>(text).ok()
     };
-    if let Err(Fail { field, err }) = decode_body(&body, text, pseudonymizer, sink, report) {
+    let (body, nested) = match fast {
+        Some(f) => {
+            let this = ConvParts {
+                id: f.id,
+                inbox_id: f.inbox_id,
+                channel: f.channel,
+                status: f.status,
+                priority: f.priority,
+                created_at: f.created_at,
+                updated_at: f.updated_at,
+                timestamp: f.timestamp,
+                ..ConvParts::default()
+            };
+            let this = match f.meta {
+                Some(m) => ConvParts {
+                    sender: m.sender,
+                    assignee: m.assignee,
+                    team: m.team,
+                    ..this
+                },
+                None => this,
+            };
+            let body = Body {
+                event: f.event,
+                id: f.id,
+                created_at: f.created_at,
+                updated_at: f.updated_at,
+                timestamp: f.timestamp,
+                changed_attributes: f.changed_attributes,
+                message_type: f.message_type,
+                content_type: f.content_type,
+                content_attributes: f.content_attributes,
+                private: f.private,
+                source_id: f.source_id,
+                sender: None,
+                conversation: None,
+            };
+            let nested = Nested::Fast {
+                sender: f.sender,
+                this,
+                conversation: f.conversation.map(FastConversation::parts),
+            };
+            (body, nested)
+        }
+        None => {
+            let body: Body<'_> = match serde_json::from_str(text) {
+                Ok(b) => b,
+                Err(e) => return reject_unparsable(text, &e, record, report),
+            };
+            let whole = match serde_json::from_str::<&RawValue>(text) {
+                Ok(w) => w,
+                Err(e) => return reject_unparsable(text, &e, record, report),
+            };
+            (body, Nested::Exact { whole })
+        }
+    };
+    if let Err(Fail { field, err }) = decode_body(&body, &nested, pseudonymizer, sink, report) {
         report.reject(record, "", field, err.code, err.reason);
     }
 }
 
-fn decode_body(
-    body: &Body<'_>,
-    text: &str,
+fn decode_body<'a>(
+    body: &Body<'a>,
+    nested: &Nested<'a>,
     pseudonymizer: &mut Pseudonymizer,
     sink: &mut dyn EventSink,
     report: &mut Report,
@@ -191,8 +466,7 @@ fn decode_body(
     let event = req_str(body.event).map_err(at("event"))?;
     match event.as_ref() {
         "conversation_created" => {
-            let raw = RawValue::from_string(text.to_owned()).ok();
-            let conv = conversation(raw.as_deref(), "", pseudonymizer)?;
+            let conv = facts(&nested.this()?, "", pseudonymizer)?;
             let ts = instant(&[("created_at", conv.created_at)])?;
             let id = format!("{}:created", conv.conversation_id);
             emit(sink, &conv, &id, ts, Kind::ConversationOpened, |_| {});
@@ -203,8 +477,7 @@ fn decode_body(
             Ok(())
         }
         "conversation_status_changed" => {
-            let raw = RawValue::from_string(text.to_owned()).ok();
-            let conv = conversation(raw.as_deref(), "", pseudonymizer)?;
+            let conv = facts(&nested.this()?, "", pseudonymizer)?;
             let changes = changed(body.changed_attributes)?;
             let ts = change_time(&changes, body, &conv)?;
             let (previous, current) = match find(&changes, "status") {
@@ -253,8 +526,7 @@ fn decode_body(
             Ok(())
         }
         "conversation_updated" => {
-            let raw = RawValue::from_string(text.to_owned()).ok();
-            let conv = conversation(raw.as_deref(), "", pseudonymizer)?;
+            let conv = facts(&nested.this()?, "", pseudonymizer)?;
             let changes = changed(body.changed_attributes)?;
             let ts = change_time(&changes, body, &conv)?;
             let assignee = find(&changes, "assignee_id")
@@ -294,8 +566,8 @@ fn decode_body(
             emit(sink, &conv, &id, ts, kind, |_| {});
             Ok(())
         }
-        "message_created" => message_created(body, pseudonymizer, sink, report),
-        "message_updated" => message_updated(body, pseudonymizer, sink, report),
+        "message_created" => message_created(body, nested, pseudonymizer, sink, report),
+        "message_updated" => message_updated(body, nested, pseudonymizer, sink, report),
         _ => {
             report.skip("chatwoot_other_event");
             Ok(())
@@ -323,8 +595,8 @@ fn emit<'e>(
     sink.push(&e);
 }
 
-fn conversation<'a>(
-    raw: Option<&'a RawValue>,
+fn facts<'a>(
+    c: &ConvParts<'a>,
     prefix: &str,
     pseudonymizer: &mut Pseudonymizer,
 ) -> Result<ConvFacts<'a>, Fail> {
@@ -335,14 +607,6 @@ fn conversation<'a>(
             format!("{prefix}.{f}")
         }
     };
-    let raw = raw.ok_or_else(|| Fail {
-        field: name(""),
-        err: FieldError::missing(),
-    })?;
-    let c: Conversation<'_> = json::object(raw).map_err(|err| Fail {
-        field: prefix.to_owned(),
-        err,
-    })?;
     let fail = |f: &str| {
         let field = name(f);
         move |err| Fail { field, err }
@@ -375,19 +639,16 @@ fn conversation<'a>(
         updated_at: c.updated_at,
         timestamp: c.timestamp,
     };
-    if let Some(meta) = c.meta {
-        let meta: Meta<'_> = json::object(meta).map_err(fail("meta"))?;
-        if let Some(team) = party(meta.team, &name("meta.team"))? {
-            facts.team = opt_str(team.name).map_err(fail("meta.team.name"))?;
-        }
-        if let Some(assignee) = party(meta.assignee, &name("meta.assignee"))? {
-            facts.agent_id = opt_id(assignee.id)
-                .map_err(fail("meta.assignee.id"))?
-                .map(|id| format!("chatwoot:{id}"));
-        }
-        if let Some(sender) = party(meta.sender, &name("meta.sender"))? {
-            facts.customer_key = contact_key(&sender, &name("meta.sender"), pseudonymizer)?;
-        }
+    if let Some(team) = &c.team {
+        facts.team = opt_str(team.name).map_err(fail("meta.team.name"))?;
+    }
+    if let Some(assignee) = &c.assignee {
+        facts.agent_id = opt_id(assignee.id)
+            .map_err(fail("meta.assignee.id"))?
+            .map(|id| format!("chatwoot:{id}"));
+    }
+    if let Some(sender) = &c.sender {
+        facts.customer_key = contact_key(sender, &name("meta.sender"), pseudonymizer)?;
     }
     Ok(facts)
 }
@@ -525,8 +786,9 @@ fn change_time(
     ])
 }
 
-fn message_created(
-    body: &Body<'_>,
+fn message_created<'a>(
+    body: &Body<'a>,
+    nested: &Nested<'a>,
     pseudonymizer: &mut Pseudonymizer,
     sink: &mut dyn EventSink,
     report: &mut Report,
@@ -536,7 +798,7 @@ fn message_created(
     let private = opt_bool(body.private)
         .map_err(at("private"))?
         .unwrap_or(false);
-    let sender = party(body.sender, "sender")?;
+    let sender = nested.sender(body)?;
     let sender_type = match &sender {
         Some(s) => opt_str(s.type_).map_err(at("sender.type"))?,
         None => None,
@@ -570,7 +832,7 @@ fn message_created(
             });
         }
     };
-    let conv = conversation(body.conversation, "conversation", pseudonymizer)?;
+    let conv = facts(&nested.conversation(body)?, "conversation", pseudonymizer)?;
     let message_id = opt_id(body.id).map_err(at("id"))?.ok_or_else(|| Fail {
         field: "id".into(),
         err: FieldError::missing(),
@@ -583,14 +845,14 @@ fn message_created(
             .map(|id| format!("chatwoot:{id}")),
         _ => None,
     };
-    let mut attrs: Vec<(&str, serde_json::Value)> = Vec::new();
-    if private {
-        attrs.push(("private", true.into()));
-    }
+    let mut attrs = json::Attrs::new();
     if let Some(ct) = content_type.as_deref().filter(|ct| *ct != "text") {
-        attrs.push(("content_type", ct.into()));
+        attrs.str("content_type", ct);
     }
-    let attrs = json::attrs_of(&attrs);
+    if private {
+        attrs.bool("private", true);
+    }
+    let attrs = attrs.finish();
     let id = format!("chatwoot:message:{message_id}");
     let message_ref = source_id
         .as_deref()
@@ -607,8 +869,9 @@ fn message_created(
     Ok(())
 }
 
-fn message_updated(
-    body: &Body<'_>,
+fn message_updated<'a>(
+    body: &Body<'a>,
+    nested: &Nested<'a>,
     pseudonymizer: &mut Pseudonymizer,
     sink: &mut dyn EventSink,
     report: &mut Report,
@@ -640,7 +903,7 @@ fn message_updated(
             err: FieldError::invalid(format!("rating {score} is not within 1–5")),
         });
     }
-    let conv = conversation(body.conversation, "conversation", pseudonymizer)?;
+    let conv = facts(&nested.conversation(body)?, "conversation", pseudonymizer)?;
     let message_id = opt_id(body.id).map_err(at("id"))?.ok_or_else(|| Fail {
         field: "id".into(),
         err: FieldError::missing(),
@@ -654,4 +917,39 @@ fn message_updated(
         e.csat_score = Some(score as i8);
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::VecSink;
+    use crate::pseudonym::PseudonymKey;
+
+    #[test]
+    fn fast_and_exact_paths_agree() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data");
+        let mut lines = Vec::new();
+        for f in [
+            "fixtures/chatwoot/every-event.jsonl",
+            "simulated/chatwoot/2026-11-02.jsonl",
+        ] {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap();
+            lines.extend(text.lines().map(str::to_owned));
+        }
+        assert!(lines.len() > 100);
+        let key = PseudonymKey::new(b"paths-agree-key-0123456789".to_vec()).unwrap();
+        let run = |exact: bool| {
+            let mut p = Pseudonymizer::new(&key);
+            let mut sink = VecSink::new(chrono::DateTime::UNIX_EPOCH);
+            let mut report = Report::default();
+            for (i, l) in lines.iter().enumerate() {
+                decode_with(l, i as u64 + 1, exact, &mut p, &mut sink, &mut report);
+            }
+            (sink.events, report)
+        };
+        let (fast, fast_report) = run(false);
+        let (exact, exact_report) = run(true);
+        assert_eq!(fast, exact);
+        assert_eq!(fast_report, exact_report);
+    }
 }

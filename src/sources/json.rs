@@ -290,15 +290,6 @@ impl Attrs {
     }
 }
 
-/// Builds a sorted-key `attrs` object from pairs we produce ourselves.
-pub(crate) fn attrs_of(pairs: &[(&str, serde_json::Value)]) -> Option<String> {
-    if pairs.is_empty() {
-        return None;
-    }
-    let map: BTreeMap<&str, &serde_json::Value> = pairs.iter().map(|(k, v)| (*k, v)).collect();
-    serde_json::to_string(&map).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -279,7 +279,24 @@ pub fn decode(
     sink: &mut dyn EventSink,
     report: &mut Report,
 ) {
-    if let Ok(body) = serde_json::from_str::<FastBody<'_>>(text) {
+    decode_with(text, record, false, pseudonymizer, sink, report);
+}
+
+/// `exact_only` skips the fast path (tests check that both paths agree).
+fn decode_with(
+    text: &str,
+    record: u64,
+    exact_only: bool,
+    pseudonymizer: &mut Pseudonymizer,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) {
+    let fast = if exact_only {
+        None
+    } else {
+        serde_json::from_str::<FastBody<'_>>(text).ok()
+    };
+    if let Some(body) = fast {
         if let Err(b) = check_object(body.object) {
             return push_bad(record, b, report);
         }
@@ -293,7 +310,8 @@ pub fn decode(
                     change: ci,
                     item: None,
                 };
-                if let Err(b) = decode_change(change.into(), loc, record, pseudonymizer, sink, report)
+                if let Err(b) =
+                    decode_change(change.into(), loc, record, pseudonymizer, sink, report)
                 {
                     push_bad(record, b, report);
                 }
@@ -391,7 +409,10 @@ fn parse_change_exact(change: &RawValue, loc: Loc) -> Result<ParsedChange<'_>, B
     };
     // A change of another field may have any value; judge its field first.
     let field = opt_str(change.field).map_err(|e| bad(&cp, "field", e))?;
-    if !matches!(field.as_deref(), None | Some("messages" | "smb_message_echoes")) {
+    if !matches!(
+        field.as_deref(),
+        None | Some("messages" | "smb_message_echoes")
+    ) {
         return Ok(parsed);
     }
     let Some(raw_value) = change.value else {
@@ -451,8 +472,9 @@ fn decode_change(
     }
     let vp = || format!("{}.value", loc.pointer());
     let phone_number_id = match &change.metadata {
-        Some(meta) => opt_id(meta.phone_number_id)
-            .map_err(|e| bad(&vp(), "metadata.phone_number_id", e))?,
+        Some(meta) => {
+            opt_id(meta.phone_number_id).map_err(|e| bad(&vp(), "metadata.phone_number_id", e))?
+        }
         None => None,
     };
     let mut contacts = Vec::with_capacity(change.contacts.len());
@@ -574,8 +596,7 @@ fn decode_message(
         .or(user_id);
     let customer_key = identity
         .as_deref()
-        .and_then(|i| pseudonymizer.customer_key(i))
-        .map(str::to_owned);
+        .and_then(|i| pseudonymizer.customer_key(i));
 
     // Keys in sorted order: attrs are byte-stable.
     let mut attrs = json::Attrs::new();
@@ -604,7 +625,7 @@ fn decode_message(
         Kind::MessageOut
     };
     let mut e = EventRef::new(&wamid, ts, Source::WhatsApp, kind);
-    e.customer_key = customer_key.as_deref();
+    e.customer_key = customer_key;
     e.channel = Some(CHANNEL);
     e.inbox = inbox;
     e.author = Some(if type_.as_deref() == Some("system") {
@@ -660,8 +681,7 @@ fn decode_status(
     let customer_key = phone
         .or(user_id)
         .as_deref()
-        .and_then(|i| pseudonymizer.customer_key(i))
-        .map(str::to_owned);
+        .and_then(|i| pseudonymizer.customer_key(i));
     let (code, title) = first_error(s.errors);
     let mut attrs = json::Attrs::new();
     if let Some(t) = &title {
@@ -677,7 +697,7 @@ fn decode_status(
     let attrs = attrs.finish();
     let event_id = format!("{wamid}:{status}");
     let mut e = EventRef::new(&event_id, ts, Source::WhatsApp, Kind::MessageStatus);
-    e.customer_key = customer_key.as_deref();
+    e.customer_key = customer_key;
     e.channel = Some(CHANNEL);
     e.inbox = inbox;
     e.message_id = Some(&wamid);
@@ -686,4 +706,44 @@ fn decode_status(
     e.attrs = attrs.as_deref();
     sink.push(&e);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::VecSink;
+    use crate::pseudonym::PseudonymKey;
+
+    #[test]
+    fn fast_and_exact_paths_agree() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data");
+        let mut lines = Vec::new();
+        for f in [
+            "fixtures/whatsapp/every-message-type.jsonl",
+            "fixtures/whatsapp/statuses.jsonl",
+            "fixtures/whatsapp/echo.json",
+            "simulated/whatsapp/2026-11-02.jsonl",
+        ] {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap();
+            lines.extend(text.lines().map(str::to_owned));
+        }
+        let batched = std::fs::read(dir.join("fixtures/whatsapp/batched-entries.json")).unwrap();
+        let flat = String::from_utf8(crate::sources::document_lines(&batched)).unwrap();
+        lines.extend(flat.lines().map(str::to_owned));
+        assert!(lines.len() > 100);
+        let key = PseudonymKey::new(b"paths-agree-key-0123456789".to_vec()).unwrap();
+        let run = |exact: bool| {
+            let mut p = Pseudonymizer::new(&key);
+            let mut sink = VecSink::new(chrono::DateTime::UNIX_EPOCH);
+            let mut report = Report::default();
+            for (i, l) in lines.iter().enumerate() {
+                decode_with(l, i as u64 + 1, exact, &mut p, &mut sink, &mut report);
+            }
+            (sink.events, report)
+        };
+        let (fast, fast_report) = run(false);
+        let (exact, exact_report) = run(true);
+        assert_eq!(fast, exact);
+        assert_eq!(fast_report, exact_report);
+    }
 }
