@@ -68,7 +68,7 @@ impl Default for IngestOptions {
         IngestOptions {
             format: None,
             max_line_bytes: 4 << 20,
-            chunk_bytes: 4 << 20,
+            chunk_bytes: 2 << 20,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_document_bytes: 64 << 20,
             writer: WriterOptions::default(),
@@ -201,17 +201,26 @@ pub fn ingest(
     let pseudonymizer = Pseudonymizer::new(key);
 
     let result = std::thread::scope(|scope| {
+        // Owned here, so any early return drops it and stops the decoders.
+        let work_tx = work_tx;
         for _ in 0..workers {
             let rx = Arc::clone(&work_rx);
             let tx = done_tx.clone();
             let p = pseudonymizer.clone();
             let clock = Arc::clone(&clock);
             let max_line = opts.max_line_bytes;
-            scope.spawn(move || decode_worker(&rx, &tx, p, &clock, max_line));
+            std::thread::Builder::new()
+                .name("ingest-decode".into())
+                .spawn_scoped(scope, move || decode_worker(&rx, &tx, p, &clock, max_line))
+                .map_err(|e| IngestError::Pipeline(format!("cannot start a decoder: {e}")))?;
         }
         drop(done_tx);
-        let committer =
-            scope.spawn(|| commit(done_rx, &mut writer, paths, run_id, &names, progress));
+        let committer = std::thread::Builder::new()
+            .name("ingest-commit".into())
+            .spawn_scoped(scope, || {
+                commit(done_rx, &mut writer, paths, run_id, &names, progress)
+            })
+            .map_err(|e| IngestError::Pipeline(format!("cannot start the committer: {e}")))?;
         let read_result = read_inputs(inputs, opts, &work_tx);
         drop(work_tx);
         let commit_result = committer

@@ -35,6 +35,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use tracing::{debug, info};
 
@@ -63,9 +64,9 @@ impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
             target_file_rows: 2_000_000,
-            pending_bytes_budget: 96 << 20,
-            row_group_bytes: 64 << 20,
-            id_cache_bytes: 48 << 20,
+            pending_bytes_budget: 64 << 20,
+            row_group_bytes: 32 << 20,
+            id_cache_bytes: 40 << 20,
             zstd_level: 1,
         }
     }
@@ -174,6 +175,9 @@ impl LakeWriter {
             .set_max_row_group_bytes(Some(opts.row_group_bytes.max(1)))
             .set_max_row_group_row_count(Some(1 << 20))
             .set_statistics_enabled(EnabledStatistics::Page)
+            // Unique per row: a dictionary would only cost time and then be abandoned.
+            .set_column_dictionary_enabled(ColumnPath::from(col::EVENT_ID), false)
+            .set_column_dictionary_enabled(ColumnPath::from(col::MESSAGE_ID), false)
             .set_created_by(format!("supportlake {}", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(LakeWriter {
@@ -279,7 +283,7 @@ impl LakeWriter {
                 None => break,
             }
         }
-        self.evict_idle_id_sets();
+        self.evict_id_sets()?;
         Ok(outcome)
     }
 
@@ -318,29 +322,32 @@ impl LakeWriter {
         Ok(())
     }
 
-    /// Drops the id sets of the least recently used partitions with nothing pending until the
-    /// rest fit the cache budget; they are reloaded from disk if touched again.
-    fn evict_idle_id_sets(&mut self) {
-        let idle_bytes = |parts: &HashMap<PartitionDate, PartitionState>| -> usize {
-            parts
+    /// Keeps the id sets within their memory budget: the least recently used partitions are
+    /// written out (if they have pending rows) and their id sets dropped; a partition touched
+    /// again reloads its ids from its files. The partition used last always stays, so one
+    /// very large day is reloaded at most once per write.
+    fn evict_id_sets(&mut self) -> Result<()> {
+        loop {
+            let total: usize = self
+                .partitions
                 .values()
-                .filter(|s| s.pending.rows == 0)
                 .map(|s| s.ids.len() * ID_ENTRY_BYTES)
-                .sum()
-        };
-        while idle_bytes(&self.partitions) > self.opts.id_cache_bytes {
+                .sum();
+            if total <= self.opts.id_cache_bytes || self.partitions.len() <= 1 {
+                return Ok(());
+            }
+            let newest = self.partitions.values().map(|s| s.last_used).max();
             let oldest = self
                 .partitions
                 .iter()
-                .filter(|(_, s)| s.pending.rows == 0)
+                .filter(|(_, s)| Some(s.last_used) != newest)
                 .min_by_key(|(_, s)| s.last_used)
                 .map(|(d, _)| *d);
-            match oldest {
-                Some(d) => {
-                    self.partitions.remove(&d);
-                }
-                None => break,
-            }
+            let Some(d) = oldest else {
+                return Ok(());
+            };
+            self.write_partition(d)?;
+            self.partitions.remove(&d);
         }
     }
 

@@ -145,6 +145,10 @@ pub(crate) fn opt_number(raw: Option<&RawValue>) -> Result<Option<f64>, FieldErr
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .unwrap_or(text);
+    // Whole seconds are the common case and parse faster as integers.
+    if !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(digits.parse::<u64>().ok().map(|v| v as f64));
+    }
     digits
         .parse::<f64>()
         .ok()
@@ -271,9 +275,15 @@ impl Attrs {
 
     pub fn str(&mut self, key: &str, value: &str) {
         self.key(key);
-        // Serializing a &str into a String cannot fail.
-        let quoted = serde_json::to_string(value).unwrap_or_default();
-        self.out.push_str(&quoted);
+        if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.out.push('"');
+            self.out.push_str(value);
+            self.out.push('"');
+        } else {
+            // Serializing a &str into a String cannot fail.
+            self.out
+                .push_str(&serde_json::to_string(value).unwrap_or_default());
+        }
     }
 
     pub fn bool(&mut self, key: &str, value: bool) {
