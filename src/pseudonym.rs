@@ -146,7 +146,8 @@ pub fn normalize_identity(raw: &str) -> Option<Identity> {
 #[derive(Clone)]
 pub struct Pseudonymizer {
     mac: Hmac<Sha256>,
-    cache: HashMap<String, String, twox_hash::xxhash64::State>,
+    /// raw identity → hex key, stored inline to keep each entry small.
+    cache: HashMap<Box<str>, [u8; 64], twox_hash::xxhash64::State>,
 }
 
 impl fmt::Debug for Pseudonymizer {
@@ -155,8 +156,9 @@ impl fmt::Debug for Pseudonymizer {
     }
 }
 
-/// Bounds the cache; it is cleared when full (simple, and hits come in bursts anyway).
-const CACHE_LIMIT: usize = 200_000;
+/// Bounds the cache; it is cleared when full. A customer's events arrive close together, so a
+/// small cache catches nearly every repeat while keeping ingest memory flat.
+const CACHE_LIMIT: usize = 32_768;
 
 impl Pseudonymizer {
     pub fn new(key: &PseudonymKey) -> Self {
@@ -176,13 +178,16 @@ impl Pseudonymizer {
     pub fn customer_key(&mut self, raw: &str) -> Option<&str> {
         if !self.cache.contains_key(raw) {
             let identity = normalize_identity(raw)?;
-            let key = self.key_of(&identity);
+            let mut hex = [0u8; 64];
+            hex.copy_from_slice(self.key_of(&identity).as_bytes());
             if self.cache.len() >= CACHE_LIMIT {
                 self.cache.clear();
             }
-            self.cache.insert(raw.to_owned(), key);
+            self.cache.insert(raw.into(), hex);
         }
-        self.cache.get(raw).map(String::as_str)
+        self.cache
+            .get(raw)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
     }
 
     /// The customer key of an already normalized identity.

@@ -35,8 +35,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::schema::types::ColumnPath;
 use tracing::{debug, info};
 
 use super::paths::{DataFileName, EVENTS, LakePaths, PartitionDate};
@@ -64,9 +64,9 @@ impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
             target_file_rows: 2_000_000,
-            pending_bytes_budget: 64 << 20,
+            pending_bytes_budget: 48 << 20,
             row_group_bytes: 32 << 20,
-            id_cache_bytes: 40 << 20,
+            id_cache_bytes: 32 << 20,
             zstd_level: 1,
         }
     }
@@ -109,8 +109,9 @@ impl Hasher for IdentityHasher {
 
 type IdSet = HashSet<u128, BuildHasherDefault<IdentityHasher>>;
 
-/// Bytes an id set entry costs (the hash, a control byte, load-factor slack).
-const ID_ENTRY_BYTES: usize = 20;
+/// Bytes an id set slot costs: the 16-byte hash and a control byte, over the 7/8 of slots
+/// a table fills before it grows.
+const ID_SLOT_BYTES: usize = 20;
 
 /// The hash that identifies an event id in the dedupe sets.
 pub fn id_hash(event_id: &str) -> u128 {
@@ -331,7 +332,7 @@ impl LakeWriter {
             let total: usize = self
                 .partitions
                 .values()
-                .map(|s| s.ids.len() * ID_ENTRY_BYTES)
+                .map(|s| s.ids.capacity() * ID_SLOT_BYTES)
                 .sum();
             if total <= self.opts.id_cache_bytes || self.partitions.len() <= 1 {
                 return Ok(());
