@@ -276,6 +276,8 @@ struct FastBody<'a> {
 }
 
 /// Where the nested objects of a body come from: the fast parse, or parsed now from raw.
+// Lives on the stack for one record; boxing the large variant would allocate per record.
+#[allow(clippy::large_enum_variant)]
 enum Nested<'a> {
     Fast {
         sender: Option<Party<'a>>,
