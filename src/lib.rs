@@ -8,17 +8,25 @@
 //!  agent event log ──┘       │ pseudonym: customer ids → HMAC keys        │
 //!                            └─ rejects (position, field, reason) ─► lake/_rejected
 //!                                                                         │
-//!                                              query (DataFusion over the lake) ─► cli (sql, …)
+//!   config (calendars, SLA policies) ─► calendar (business time) ─┐        │
+//!                                                                 ▼        ▼
+//!        query: DataFusion over the lake + views of queries/views + UDFs (interval buckets)
+//!                                                                 │
+//!                  metrics (queries/metrics, typed series) ─► cli (metrics, sql, demo)
 //! ```
 //!
 //! Invariants (see ARCHITECTURE.md): decoders do no IO; only `lake` writes under the lake
 //! root; only `query` touches DataFusion; nothing below `cli` reads the wall clock.
 
-pub mod cli;
 pub mod event;
-pub mod generate;
+pub mod pseudonym;
+pub mod sources;
 pub mod ingest;
 pub mod lake;
-pub mod pseudonym;
+pub mod calendar;
+pub mod config;
+pub mod interval;
 pub mod query;
-pub mod sources;
+pub mod metrics;
+pub mod generate;
+pub mod cli;

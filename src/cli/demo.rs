@@ -113,7 +113,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     );
     let rt = super::runtime()?;
     let (schema, batches) = rt.block_on(async {
-        let engine = Engine::open(&paths).await?;
+        let engine = Engine::open(
+            &paths,
+            std::sync::Arc::new(crate::config::Config::default()),
+        )
+        .await?;
         engine
             .sql(
                 "SELECT source, kind, count(*) AS events, min(ts) AS first, max(ts) AS last \

@@ -4,6 +4,7 @@
 mod demo;
 mod generate;
 mod ingest;
+mod metrics;
 pub mod output;
 mod sql;
 
@@ -47,6 +48,7 @@ enum Command {
     Demo(demo::Args),
     Ingest(ingest::Args),
     Sql(sql::Args),
+    Metrics(Box<metrics::Args>),
     Generate(generate::Args),
     Keygen(KeygenArgs),
 }
@@ -70,6 +72,24 @@ pub struct LakeArg {
         value_name = "DIR"
     )]
     pub lake: PathBuf,
+}
+
+/// The business-rules file, shared by every command that computes metrics.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Business rules: reporting time zone, business-hours calendars, SLA policies (TOML,
+    /// see docs/config.md). Without one: UTC, 24x7, no SLA policies.
+    #[arg(long, env = "SUPPORTLAKE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    pub fn load(&self) -> anyhow::Result<crate::config::Config> {
+        match &self.config {
+            Some(path) => Ok(crate::config::Config::load(path)?),
+            None => Ok(crate::config::Config::default()),
+        }
+    }
 }
 
 /// Parses arguments, runs the command and maps the outcome to an exit code.
@@ -99,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(args) => demo::run(args),
         Command::Ingest(args) => ingest::run(args),
         Command::Sql(args) => sql::run(args),
+        Command::Metrics(args) => metrics::run(*args),
         Command::Generate(args) => generate::run(args),
         Command::Keygen(_) => {
             println!("{}", crate::pseudonym::generate_key_hex());

@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use super::output::{Format, write_batches};
-use super::{EXIT_OK, LakeArg};
+use super::{ConfigArg, EXIT_OK, LakeArg};
 use crate::lake::LakePaths;
 use crate::query::Engine;
 
@@ -11,7 +11,11 @@ use crate::query::Engine;
 ///
 /// Tables: `events` (every stored event; `date` is the UTC day of `ts` and the partition
 /// column, so `WHERE date BETWEEN DATE '2026-11-01' AND DATE '2026-11-07'` reads only those
-/// days). Columns are documented in docs/lake.md.
+/// days); the views `conversation_events`, `conversations`, `conversation_intervals`,
+/// `sla_targets`, `agent_status_intervals`; `settings` and `sla_policies` from --config.
+/// Functions: business_seconds, business_add, bucket_start, bucket_end, bucket_starts,
+/// seconds_between, sla_policy. Columns are documented in docs/lake.md and
+/// docs/metrics.md.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
 supportlake sql --lake ./lake \"SELECT kind, count(*) AS n FROM events GROUP BY kind ORDER BY n DESC\"\n  \
@@ -20,6 +24,9 @@ echo \"SELECT count(*) FROM events\" | supportlake sql --lake ./lake -")]
 pub struct Args {
     #[command(flatten)]
     lake: LakeArg,
+
+    #[command(flatten)]
+    config: ConfigArg,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -39,9 +46,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         args.query
     };
     let paths = LakePaths::new(&args.lake.lake);
+    let config = std::sync::Arc::new(args.config.load()?);
     let rt = super::runtime()?;
     let (schema, batches) = rt.block_on(async {
-        let engine = Engine::open(&paths).await?;
+        let engine = Engine::open(&paths, config).await?;
         engine.sql(&query).await
     })?;
     let stdout = std::io::stdout();

@@ -1,13 +1,21 @@
 //! The query layer: the only module that touches DataFusion.
 //!
-//! An [`Engine`] is a DataFusion session over one lake, with the `events` table registered
-//! as a Hive-partitioned listing table (the `date` directory level is the partition column,
-//! typed `DATE`, so `WHERE date >= ...` skips whole directories).
+//! An [`Engine`] is a DataFusion session over one lake:
+//! - `events`: a Hive-partitioned listing table over `<lake>/events` (the `date` directory
+//!   level is the partition column, typed `DATE`, so `WHERE date >= …` skips directories);
+//! - `settings` (one row) and `sla_policies`: the business rules of the configuration;
+//! - the views of `queries/views/` (`conversation_events`, `conversations`,
+//!   `conversation_intervals`, `sla_targets`, `agent_status_intervals`);
+//! - the functions of [`udf`] (business time, reporting buckets, SLA policy choice).
+
+pub mod catalog;
+pub mod udf;
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -16,6 +24,7 @@ use datafusion::datasource::listing::{
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::config::Config;
 use crate::event;
 use crate::lake::LakePaths;
 use crate::lake::paths::EVENTS;
@@ -24,8 +33,16 @@ use crate::lake::paths::EVENTS;
 pub enum QueryError {
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
+    #[error("Arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
     #[error("the lake path {0} cannot be used as a table location: {1}")]
     Location(String, String),
+    #[error("the built-in view {name} does not plan: {source}")]
+    View {
+        name: &'static str,
+        #[source]
+        source: DataFusionError,
+    },
 }
 
 pub type Result<T, E = QueryError> = std::result::Result<T, E>;
@@ -47,21 +64,39 @@ pub fn events_table_schema() -> SchemaRef {
 /// A DataFusion session over one lake.
 pub struct Engine {
     ctx: SessionContext,
+    config: Arc<Config>,
 }
 
 impl Engine {
-    /// Opens a session with the lake's tables registered.
-    pub async fn open(paths: &LakePaths) -> Result<Self> {
-        let config = SessionConfig::new()
+    /// Opens a session with the lake's tables, the configuration's rules, the functions and
+    /// the views registered.
+    pub async fn open(paths: &LakePaths, config: Arc<Config>) -> Result<Self> {
+        let session = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("supportlake", "public");
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config(session);
         register_events(&ctx, paths).await?;
-        Ok(Engine { ctx })
+        for f in udf::all(Arc::clone(&config)) {
+            ctx.register_udf(f);
+        }
+        ctx.register_batch("settings", settings_batch(&config)?)?;
+        ctx.register_batch("sla_policies", policies_batch(&config)?)?;
+        for (name, sql) in catalog::VIEWS {
+            let df = ctx
+                .sql(sql)
+                .await
+                .map_err(|source| QueryError::View { name, source })?;
+            ctx.register_table(name, df.into_view())?;
+        }
+        Ok(Engine { ctx, config })
     }
 
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Runs one SQL statement and collects the result.
@@ -71,6 +106,77 @@ impl Engine {
         let batches = df.collect().await?;
         Ok((schema, batches))
     }
+
+    /// Runs one SQL statement with named parameters (`$name`) bound to values.
+    pub async fn sql_with_params(
+        &self,
+        sql: &str,
+        params: ParamValues,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let df = self.ctx.sql(sql).await?.with_param_values(params)?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        Ok((schema, batches))
+    }
+}
+
+fn micros(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The one-row `settings` table: the configuration values the views need.
+fn settings_batch(config: &Config) -> Result<RecordBatch> {
+    let m = &config.metrics;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("tz", DataType::Utf8, false),
+        Field::new("calendar", DataType::Utf8, false),
+        Field::new("service_level_target_s", DataType::Float64, false),
+        Field::new("session_gap_us", DataType::Int64, false),
+        Field::new("link_grace_us", DataType::Int64, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![config.timezone.name()])),
+        Arc::new(StringArray::from(vec![config.metrics_calendar()])),
+        Arc::new(Float64Array::from(vec![
+            m.service_level_target.as_secs_f64(),
+        ])),
+        Arc::new(Int64Array::from(vec![micros(m.session_gap)])),
+        Arc::new(Int64Array::from(vec![micros(m.link_grace)])),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// The `sla_policies` table, in configuration order.
+fn policies_batch(config: &Config) -> Result<RecordBatch> {
+    let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("ordinal", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("first_response_s", DataType::Float64, true),
+        Field::new("next_response_s", DataType::Float64, true),
+        Field::new("resolution_s", DataType::Float64, true),
+        Field::new("calendar", DataType::Utf8, true),
+    ]));
+    let p = &config.sla;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(0..p.len() as i64)),
+        Arc::new(StringArray::from_iter_values(
+            p.iter().map(|p| p.name.as_str()),
+        )),
+        Arc::new(Float64Array::from_iter(
+            p.iter().map(|p| secs(p.first_response)),
+        )),
+        Arc::new(Float64Array::from_iter(
+            p.iter().map(|p| secs(p.next_response)),
+        )),
+        Arc::new(Float64Array::from_iter(
+            p.iter().map(|p| secs(p.resolution)),
+        )),
+        Arc::new(StringArray::from_iter(
+            p.iter().map(|p| p.calendar.as_deref()),
+        )),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 async fn register_events(ctx: &SessionContext, paths: &LakePaths) -> Result<()> {

@@ -1,0 +1,42 @@
+-- messages: messages exchanged per interval.
+--
+-- Counts message_in (customer → business) and public message_out (agent or bot →
+-- customer; private notes are not messages) by the time they were sent. Team, agent and
+-- the other dimensions are those in force at each message (an agent message counts for
+-- its sender). Messages outside any conversation are not counted.
+-- Reported: value = all messages, messages_in, messages_out, from_agents, from_bots.
+-- Parameters: $from $to $interval $tz $group_by $team $agent $channel $inbox $priority
+WITH ce AS (
+  SELECT conv, ts, event_id, kind, author, private, agent_id,
+         last_value(team) IGNORE NULLS OVER w AS team,
+         last_value(agent_id) IGNORE NULLS OVER w AS agent_in_force,
+         last_value(channel) IGNORE NULLS OVER w AS channel,
+         last_value(inbox) IGNORE NULLS OVER w AS inbox,
+         last_value(priority) IGNORE NULLS OVER w AS priority
+  FROM conversation_events
+  WINDOW w AS (PARTITION BY conv ORDER BY ts, event_id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+x AS (
+  SELECT ts AS at, kind, author, team, channel, inbox, priority,
+         CASE WHEN kind = 'message_out' AND author = 'agent' THEN agent_id ELSE agent_in_force END AS agent
+  FROM ce
+  WHERE ts >= $from AND ts < $to
+    AND (kind = 'message_in' OR (kind = 'message_out' AND NOT private))
+)
+SELECT CASE $group_by
+         WHEN 'team' THEN team WHEN 'agent' THEN agent WHEN 'channel' THEN channel
+         WHEN 'inbox' THEN inbox WHEN 'priority' THEN priority ELSE 'all' END AS grp,
+       bucket_start(at, $interval, $tz) AS bucket_start,
+       bucket_end(at, $interval, $tz) AS bucket_end,
+       count(*) AS value,
+       count(*) FILTER (WHERE kind = 'message_in') AS messages_in,
+       count(*) FILTER (WHERE kind = 'message_out') AS messages_out,
+       count(*) FILTER (WHERE kind = 'message_out' AND author = 'agent') AS from_agents,
+       count(*) FILTER (WHERE kind = 'message_out' AND author = 'bot') AS from_bots
+FROM x
+WHERE ($team IS NULL OR team = $team) AND ($agent IS NULL OR agent = $agent)
+  AND ($channel IS NULL OR channel = $channel) AND ($inbox IS NULL OR inbox = $inbox)
+  AND ($priority IS NULL OR priority = $priority)
+GROUP BY 1, 2, 3
+ORDER BY 1, 2

@@ -1,0 +1,35 @@
+-- wait: TME (tempo médio de espera), the wait in the human queue for a first reply.
+--
+-- wait = first_response_at − queued_at: from entering the human queue (after any bot) to the
+-- first public reply by an agent. Conversations never answered have no wait (see
+-- abandonment).
+-- One value per conversation, in seconds (calendar, or business time with $business),
+-- attributed to the interval of first_response_at (the moment it is known), grouped by the
+-- team first response / agent first response at that moment.
+-- Reported: count, mean (value), p50, p90, p95, max.
+-- Parameters: $from $to (instants) $interval $tz $group_by $business
+--             $team $agent $channel $inbox $priority (NULL = all)
+WITH x AS (
+  SELECT first_response_at AS at,
+         CASE WHEN $business THEN wait_business_s ELSE wait_s END AS v,
+         team_first_response AS team, agent_first_response AS agent, channel, inbox, priority
+  FROM conversations
+  WHERE first_response_at >= $from AND first_response_at < $to AND queued_at IS NOT NULL
+)
+SELECT CASE $group_by
+           WHEN 'team' THEN team WHEN 'agent' THEN agent WHEN 'channel' THEN channel
+           WHEN 'inbox' THEN inbox WHEN 'priority' THEN priority ELSE 'all' END AS grp,
+       bucket_start(at, $interval, $tz) AS bucket_start,
+       bucket_end(at, $interval, $tz) AS bucket_end,
+       count(v) AS count,
+       avg(v) AS value,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS p50,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY v) AS p90,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY v) AS p95,
+       max(v) AS max
+FROM x
+WHERE ($team IS NULL OR team = $team) AND ($agent IS NULL OR agent = $agent)
+  AND ($channel IS NULL OR channel = $channel) AND ($inbox IS NULL OR inbox = $inbox)
+  AND ($priority IS NULL OR priority = $priority)
+GROUP BY 1, 2, 3
+ORDER BY 1, 2

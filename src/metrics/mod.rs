@@ -1,0 +1,356 @@
+//! Metrics: the numbers support teams run on, each defined once in `queries/metrics/<name>.sql`
+//! and computed here into typed series.
+//!
+//! One name through every layer: `queries/metrics/wait.sql` ↔ [`Metric::Wait`] ↔
+//! `supportlake metrics wait` ↔ `/api/v1/metrics/wait` ↔ the `wait` chart.
+//!
+//! Vocabulary (docs/metrics.md has the full definitions and worked examples):
+//! - **stop event**: the moment a value becomes known — the first reply for a wait, the
+//!   resolution for a handle time. A value belongs to the interval its stop event falls in.
+//! - **bucket**: one reporting interval `[start, end)` (hour, day, week, month) in the
+//!   request's time zone.
+//! - **group**: the value of the `--group-by` dimension (team, agent, channel, inbox,
+//!   priority) in force at the stop event; `all` when not grouped.
+//! - **business seconds**: only time inside the business-hours calendar counts.
+
+mod rows;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use arrow::array::RecordBatch;
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+use chrono_tz::Tz;
+use datafusion::common::{ParamValues, ScalarValue};
+use serde::Serialize;
+
+use crate::event::UTC;
+use crate::interval::{Interval, day_start};
+use crate::query::{Engine, QueryError, catalog};
+
+pub use rows::Point;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricError {
+    #[error("unknown metric {0:?}; `supportlake metrics --list` shows them all")]
+    Unknown(String),
+    #[error("unknown dimension {0:?}: group by team, agent, channel, inbox or priority")]
+    Dimension(String),
+    #[error(
+        "{0:?} is neither an RFC 3339 instant (2026-11-02T12:00:00-03:00) nor a date (2026-11-02)"
+    )]
+    Time(String),
+    #[error("the range is empty: --from {from} is not before --to {to}")]
+    EmptyRange { from: String, to: String },
+    #[error(
+        "the range {from} … {to} has more than {max} {interval} buckets; use a coarser --interval"
+    )]
+    TooManyBuckets {
+        from: String,
+        to: String,
+        interval: Interval,
+        max: usize,
+    },
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("the {metric} query returned an unexpected column layout: {reason}")]
+    Shape {
+        metric: &'static str,
+        reason: String,
+    },
+}
+
+pub type Result<T, E = MetricError> = std::result::Result<T, E>;
+
+macro_rules! metrics {
+    ($($variant:ident => $name:literal, $unit:literal, $kind:ident, $doc:literal;)*) => {
+        /// Every metric, by its API name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Metric { $(#[doc = $doc] $variant,)* }
+
+        impl Metric {
+            pub const ALL: &'static [Metric] = &[$(Metric::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Metric::$variant => $name,)* }
+            }
+
+            /// The unit of `value`.
+            pub fn unit(self) -> &'static str {
+                match self { $(Metric::$variant => $unit,)* }
+            }
+
+            /// One line, for `--list` and the API.
+            pub fn summary(self) -> &'static str {
+                match self { $(Metric::$variant => $doc,)* }
+            }
+
+            fn kind(self) -> rows::Kind {
+                match self { $(Metric::$variant => rows::Kind::$kind,)* }
+            }
+        }
+    };
+}
+
+metrics! {
+    Wait => "wait", "seconds", Duration,
+        "TME: wait in the human queue until an agent's first reply (first_response_at − queued_at)";
+    WaitToAssign => "wait_to_assign", "seconds", Duration,
+        "wait in the human queue until an agent took the conversation (assigned_at − queued_at)";
+    FirstResponse => "first_response", "seconds", Duration,
+        "customer's wait for the first human reply, bot time included (first_response_at − started_at)";
+    Handle => "handle", "seconds", Duration,
+        "TMA: handle time from first assignment to resolution (resolved_at − assigned_at)";
+    Resolution => "resolution", "seconds", Duration,
+        "time to resolution from the customer's first message (resolved_at − started_at)";
+    OpenConversations => "open_conversations", "conversations", Open,
+        "backlog at each interval's end: open, waiting for a first reply, unassigned, longest wait";
+    Messages => "messages", "messages", Messages,
+        "messages exchanged: customer → business and business → customer (private notes excluded)";
+    ServiceLevel => "service_level", "percent", ServiceLevel,
+        "share of queued conversations answered within the target (default 60 s)";
+    Abandonment => "abandonment", "percent", Abandonment,
+        "share of queued conversations that ended without an agent reply (lost / after assignment); bot_resolved beside";
+    Csat => "csat", "percent", Csat,
+        "CSAT: ratings of 4–5 ÷ all ratings; mean score, rating count, response rate";
+    Sla => "sla", "percent", Sla,
+        "SLA targets achieved ÷ (achieved + breached); breached, active, active_breached counts";
+    AgentActivity => "agent_activity", "conversations", AgentActivity,
+        "per agent: conversations handled, TMA, messages sent, time available / paused (by reason) / offline";
+}
+
+impl Metric {
+    /// The full definition: the header of the metric's SQL file.
+    pub fn definition(self) -> String {
+        catalog::metric_sql(self.as_str())
+            .map(catalog::header)
+            .unwrap_or_default()
+    }
+
+    /// Whether `--business-hours` changes the numbers.
+    pub fn has_business_form(self) -> bool {
+        matches!(
+            self,
+            Metric::Wait
+                | Metric::WaitToAssign
+                | Metric::FirstResponse
+                | Metric::Handle
+                | Metric::Resolution
+                | Metric::ServiceLevel
+        )
+    }
+}
+
+impl FromStr for Metric {
+    type Err = MetricError;
+    fn from_str(s: &str) -> Result<Self> {
+        Metric::ALL
+            .iter()
+            .copied()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| MetricError::Unknown(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a metric can be grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    Team,
+    Agent,
+    Channel,
+    Inbox,
+    Priority,
+}
+
+impl Dimension {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Team => "team",
+            Dimension::Agent => "agent",
+            Dimension::Channel => "channel",
+            Dimension::Inbox => "inbox",
+            Dimension::Priority => "priority",
+        }
+    }
+}
+
+impl FromStr for Dimension {
+    type Err = MetricError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "team" => Ok(Dimension::Team),
+            "agent" => Ok(Dimension::Agent),
+            "channel" => Ok(Dimension::Channel),
+            "inbox" => Ok(Dimension::Inbox),
+            "priority" => Ok(Dimension::Priority),
+            other => Err(MetricError::Dimension(other.to_owned())),
+        }
+    }
+}
+
+/// Only conversations with these values count (each `None` = any).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub team: Option<String>,
+    pub agent: Option<String>,
+    pub channel: Option<String>,
+    pub inbox: Option<String>,
+    pub priority: Option<String>,
+}
+
+/// One metric question.
+#[derive(Debug, Clone)]
+pub struct MetricRequest {
+    pub metric: Metric,
+    /// Start of the range (inclusive).
+    pub from: DateTime<Utc>,
+    /// End of the range (exclusive).
+    pub to: DateTime<Utc>,
+    pub interval: Interval,
+    pub group_by: Option<Dimension>,
+    /// The time zone of the buckets.
+    pub tz: Tz,
+    pub business_hours: bool,
+    pub filters: Filters,
+    /// "Now", for states that depend on it (SLA targets, the current backlog).
+    pub now: DateTime<Utc>,
+    /// For `sla`: only this target metric (`first_response`, `next_response`, `resolution`).
+    pub sla_metric: Option<String>,
+}
+
+/// The most buckets one request may ask for (an hourly series over a year is 8 760).
+pub const MAX_BUCKETS: usize = 20_000;
+
+/// Parses a range bound: an RFC 3339 instant, or a date meaning the start of that day in
+/// `tz`.
+pub fn parse_time(s: &str, tz: Tz) -> Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let micros = day_start(tz, d);
+        return DateTime::<Utc>::from_timestamp_micros(micros)
+            .ok_or_else(|| MetricError::Time(s.to_owned()));
+    }
+    Err(MetricError::Time(s.to_owned()))
+}
+
+/// A metric's answer: the JSON shape of the API and of `supportlake metrics --format json`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetricResult {
+    pub metric: &'static str,
+    pub unit: &'static str,
+    pub business_hours: bool,
+    pub from: String,
+    pub to: String,
+    pub interval: String,
+    pub group_by: Option<Dimension>,
+    pub tz: String,
+    pub series: Vec<Series>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Series {
+    /// The group's value; `all` when not grouped; `null` for conversations without one.
+    pub group: Option<String>,
+    pub points: Vec<Point>,
+}
+
+/// An instant as RFC 3339 in the request's time zone (what a person reading it expects).
+pub fn show_time(t: i64, tz: Tz) -> String {
+    DateTime::<Utc>::from_timestamp_micros(t)
+        .map(|t| {
+            tz.from_utc_datetime(&t.naive_utc())
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        })
+        .unwrap_or_default()
+}
+
+fn ts_param(t: DateTime<Utc>) -> ScalarValue {
+    ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some(UTC.into()))
+}
+
+fn str_param(s: Option<&str>) -> ScalarValue {
+    ScalarValue::Utf8(s.map(str::to_owned))
+}
+
+/// The named parameters every metric query may use.
+fn params(req: &MetricRequest) -> ParamValues {
+    let mut map = BTreeMap::new();
+    map.insert("from", ts_param(req.from));
+    map.insert("to", ts_param(req.to));
+    map.insert("now", ts_param(req.now));
+    map.insert("interval", str_param(Some(&req.interval.to_string())));
+    map.insert("tz", str_param(Some(req.tz.name())));
+    map.insert(
+        "group_by",
+        str_param(Some(req.group_by.map_or("", Dimension::as_str))),
+    );
+    map.insert("business", ScalarValue::Boolean(Some(req.business_hours)));
+    map.insert("team", str_param(req.filters.team.as_deref()));
+    map.insert("agent", str_param(req.filters.agent.as_deref()));
+    map.insert("channel", str_param(req.filters.channel.as_deref()));
+    map.insert("inbox", str_param(req.filters.inbox.as_deref()));
+    map.insert("priority", str_param(req.filters.priority.as_deref()));
+    map.insert("sla_metric", str_param(req.sla_metric.as_deref()));
+    ParamValues::Map(
+        map.into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into()))
+            .collect(),
+    )
+}
+
+/// Runs a metric and shapes its rows into series, one point per bucket for every group
+/// (buckets without data are present, with zero counts and no value).
+pub async fn run(engine: &Engine, req: &MetricRequest) -> Result<MetricResult> {
+    if req.from >= req.to {
+        return Err(MetricError::EmptyRange {
+            from: req.from.to_rfc3339(),
+            to: req.to.to_rfc3339(),
+        });
+    }
+    let (from, to) = (req.from.timestamp_micros(), req.to.timestamp_micros());
+    let buckets = req.interval.starts(from, to, req.tz);
+    if buckets.len() >= MAX_BUCKETS {
+        return Err(MetricError::TooManyBuckets {
+            from: req.from.to_rfc3339(),
+            to: req.to.to_rfc3339(),
+            interval: req.interval,
+            max: MAX_BUCKETS,
+        });
+    }
+    let sql = catalog::metric_sql(req.metric.as_str())
+        .ok_or_else(|| MetricError::Unknown(req.metric.as_str().to_owned()))?;
+    let (_, batches) = engine.sql_with_params(sql, params(req)).await?;
+    let series = rows::series(req.metric, req.metric.kind(), &batches, &buckets, req)?;
+    Ok(MetricResult {
+        metric: req.metric.as_str(),
+        unit: req.metric.unit(),
+        business_hours: req.business_hours && req.metric.has_business_form(),
+        from: show_time(from, req.tz),
+        to: show_time(to, req.tz),
+        interval: req.interval.to_string(),
+        group_by: if req.metric == Metric::AgentActivity {
+            Some(Dimension::Agent)
+        } else {
+            req.group_by
+        },
+        tz: req.tz.name().to_owned(),
+        series,
+    })
+}
+
+/// The breached SLA targets of a range, one row each (drill-down, report CSV).
+pub async fn sla_breaches(engine: &Engine, req: &MetricRequest) -> Result<Vec<RecordBatch>> {
+    let sql = catalog::metric_sql("sla_breaches")
+        .ok_or_else(|| MetricError::Unknown("sla_breaches".into()))?;
+    Ok(engine.sql_with_params(sql, params(req)).await?.1)
+}

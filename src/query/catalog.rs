@@ -1,0 +1,87 @@
+//! The SQL that defines the product, embedded from `queries/` so the binary is self-contained.
+//!
+//! `queries/views/NN_name.sql` are registered as views named `name`, in file order (later
+//! views read earlier ones). `queries/metrics/name.sql` are the metric queries, run with
+//! named parameters (`$from`, `$to`, …) bound, never formatted in.
+
+/// (view name, SQL), in registration order.
+pub const VIEWS: [(&str, &str); 5] = [
+    (
+        "conversation_events",
+        include_str!("../../queries/views/10_conversation_events.sql"),
+    ),
+    (
+        "conversations",
+        include_str!("../../queries/views/20_conversations.sql"),
+    ),
+    (
+        "conversation_intervals",
+        include_str!("../../queries/views/30_conversation_intervals.sql"),
+    ),
+    (
+        "sla_targets",
+        include_str!("../../queries/views/40_sla_targets.sql"),
+    ),
+    (
+        "agent_status_intervals",
+        include_str!("../../queries/views/50_agent_status_intervals.sql"),
+    ),
+];
+
+/// (metric name, SQL).
+pub const METRICS: [(&str, &str); 13] = [
+    ("wait", include_str!("../../queries/metrics/wait.sql")),
+    (
+        "wait_to_assign",
+        include_str!("../../queries/metrics/wait_to_assign.sql"),
+    ),
+    (
+        "first_response",
+        include_str!("../../queries/metrics/first_response.sql"),
+    ),
+    ("handle", include_str!("../../queries/metrics/handle.sql")),
+    (
+        "resolution",
+        include_str!("../../queries/metrics/resolution.sql"),
+    ),
+    (
+        "open_conversations",
+        include_str!("../../queries/metrics/open_conversations.sql"),
+    ),
+    (
+        "messages",
+        include_str!("../../queries/metrics/messages.sql"),
+    ),
+    (
+        "service_level",
+        include_str!("../../queries/metrics/service_level.sql"),
+    ),
+    (
+        "abandonment",
+        include_str!("../../queries/metrics/abandonment.sql"),
+    ),
+    ("csat", include_str!("../../queries/metrics/csat.sql")),
+    ("sla", include_str!("../../queries/metrics/sla.sql")),
+    (
+        "agent_activity",
+        include_str!("../../queries/metrics/agent_activity.sql"),
+    ),
+    (
+        "sla_breaches",
+        include_str!("../../queries/metrics/sla_breaches.sql"),
+    ),
+];
+
+/// The SQL of a metric query by name.
+pub fn metric_sql(name: &str) -> Option<&'static str> {
+    METRICS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// The header comment of a SQL file: its definition in business terms.
+pub fn header(sql: &str) -> String {
+    sql.lines()
+        .take_while(|l| l.starts_with("--"))
+        .map(|l| l.trim_start_matches("--").trim_start_matches(' '))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,387 @@
+//! SQL functions supportlake adds to DataFusion. They are the product's own arithmetic —
+//! business time, reporting buckets, SLA policy choice — so the views and metric queries
+//! can state definitions in SQL while the exact calendar logic lives in Rust.
+//!
+//! | function | returns |
+//! |---|---|
+//! | `seconds_between(a, b)` | `b − a` in seconds (float), NULL if either is NULL |
+//! | `business_seconds(a, b, calendar)` | seconds of `[a, b)` inside the calendar's business hours |
+//! | `business_add(a, seconds, calendar)` | the instant at which `seconds` of business time have passed after `a` |
+//! | `bucket_start(ts, interval, tz)` | start of the hour/day/week/month holding `ts`, in time zone `tz` |
+//! | `bucket_end(ts, interval, tz)` | end of that bucket (start of the next) |
+//! | `bucket_starts(from, to, interval, tz)` | list of the bucket starts covering `[from, to)` |
+//! | `sla_policy(channel, team, priority, inbox)` | name of the first SLA policy that matches, or NULL |
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Float64Array, Float64Builder, ListBuilder, StringArray, StringBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, TimeUnit};
+use chrono_tz::Tz;
+use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::calendar::Calendar;
+use crate::config::Config;
+use crate::event::UTC;
+use crate::interval::Interval;
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC)))
+}
+
+/// An argument as an array of µs timestamps (whatever unit or zone it came in).
+fn ts_arg(v: &ColumnarValue, rows: usize) -> Result<TimestampMicrosecondArray> {
+    let arr = v.to_array(rows)?;
+    let arr = cast(&arr, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+    arr.as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal("timestamp cast".into()))
+}
+
+fn f64_arg(v: &ColumnarValue, rows: usize) -> Result<Float64Array> {
+    let arr = cast(&v.to_array(rows)?, &DataType::Float64)?;
+    arr.as_any()
+        .downcast_ref::<Float64Array>()
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal("float cast".into()))
+}
+
+fn str_arg(v: &ColumnarValue, rows: usize) -> Result<StringArray> {
+    let arr = cast(&v.to_array(rows)?, &DataType::Utf8)?;
+    arr.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal("string cast".into()))
+}
+
+/// A string argument that must be the same on every row (interval, zone, calendar name).
+fn const_str(v: &ColumnarValue, what: &str) -> Result<Option<String>> {
+    match v {
+        ColumnarValue::Scalar(s) => match s {
+            ScalarValue::Utf8(x) | ScalarValue::Utf8View(x) | ScalarValue::LargeUtf8(x) => {
+                Ok(x.clone())
+            }
+            ScalarValue::Null => Ok(None),
+            other => exec_err!("{what} must be a string, got {other}"),
+        },
+        ColumnarValue::Array(a) => {
+            let a = cast(a, &DataType::Utf8)?;
+            let a = a
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| DataFusionError::Internal("string cast".into()))?;
+            let first = (0..a.len()).find(|&i| !a.is_null(i)).map(|i| a.value(i));
+            if (0..a.len()).any(|i| !a.is_null(i) && Some(a.value(i)) != first) {
+                return exec_err!("{what} must be the same on every row");
+            }
+            Ok(first.map(str::to_owned))
+        }
+    }
+}
+
+fn parse_tz(name: &str) -> Result<Tz> {
+    name.parse::<Tz>()
+        .map_err(|_| DataFusionError::Execution(format!("unknown time zone {name:?}")))
+}
+
+fn parse_interval(name: &str) -> Result<Interval> {
+    name.parse::<Interval>()
+        .map_err(|e| DataFusionError::Execution(e.to_string()))
+}
+
+/// Shared plumbing of the UDF structs: a name and a signature.
+macro_rules! udf_common {
+    () => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn signature(&self) -> &Signature {
+            &self.signature
+        }
+    };
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SecondsBetween {
+    name: String,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for SecondsBetween {
+    udf_common!();
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let a = ts_arg(&args.args[0], n)?;
+        let b = ts_arg(&args.args[1], n)?;
+        let out: Float64Array = a
+            .iter()
+            .zip(b.iter())
+            .map(|(a, b)| Some((b? - a?) as f64 / 1e6))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// Functions that need the business rules: calendars and SLA policies.
+#[derive(Debug)]
+struct WithConfig {
+    name: String,
+    signature: Signature,
+    config: Arc<Config>,
+}
+
+// Sessions hold one configuration; comparing by name is what DataFusion needs to tell
+// functions apart.
+impl PartialEq for WithConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.config, &other.config)
+    }
+}
+impl Eq for WithConfig {}
+impl Hash for WithConfig {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl WithConfig {
+    fn calendar(&self, v: &ColumnarValue) -> Result<&Calendar> {
+        let name = const_str(v, "the calendar")?.unwrap_or_else(|| "24x7".into());
+        self.config.calendar(&name).ok_or_else(|| {
+            DataFusionError::Execution(format!("no calendar named {name:?} in the configuration"))
+        })
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BusinessSeconds(WithConfig);
+
+impl ScalarUDFImpl for BusinessSeconds {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.0.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let a = ts_arg(&args.args[0], n)?;
+        let b = ts_arg(&args.args[1], n)?;
+        let cal = self.0.calendar(&args.args[2])?;
+        let mut out = Float64Builder::with_capacity(n);
+        for (a, b) in a.iter().zip(b.iter()) {
+            match (a, b) {
+                (Some(a), Some(b)) => out.append_value(cal.business_micros(a, b) as f64 / 1e6),
+                _ => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BusinessAdd(WithConfig);
+
+impl ScalarUDFImpl for BusinessAdd {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.0.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(ts_type())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let a = ts_arg(&args.args[0], n)?;
+        let secs = f64_arg(&args.args[1], n)?;
+        let cal = self.0.calendar(&args.args[2])?;
+        let mut out = TimestampMicrosecondBuilder::with_capacity(n);
+        for (a, s) in a.iter().zip(secs.iter()) {
+            match (a, s) {
+                (Some(a), Some(s)) if s.is_finite() && s >= 0.0 => {
+                    out.append_value(cal.add_business(a, (s * 1e6).round() as i64))
+                }
+                _ => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(
+            out.finish().with_timezone(UTC),
+        )))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SlaPolicy(WithConfig);
+
+impl ScalarUDFImpl for SlaPolicy {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.0.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let cols: Vec<StringArray> = args
+            .args
+            .iter()
+            .map(|a| str_arg(a, n))
+            .collect::<Result<_>>()?;
+        let get = |c: &StringArray, i: usize| (!c.is_null(i)).then(|| c.value(i).to_owned());
+        let mut out = StringBuilder::with_capacity(n, n * 8);
+        for i in 0..n {
+            let (ch, team, pri, inbox) = (
+                get(&cols[0], i),
+                get(&cols[1], i),
+                get(&cols[2], i),
+                get(&cols[3], i),
+            );
+            let policy = self.0.config.policy_for(
+                ch.as_deref(),
+                team.as_deref(),
+                pri.as_deref(),
+                inbox.as_deref(),
+            );
+            out.append_option(policy.map(|p| p.name.as_str()));
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Bucket {
+    name: String,
+    signature: Signature,
+    /// `bucket_end` rather than `bucket_start`.
+    end: bool,
+}
+
+impl ScalarUDFImpl for Bucket {
+    udf_common!();
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(ts_type())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let ts = ts_arg(&args.args[0], n)?;
+        let interval =
+            parse_interval(&const_str(&args.args[1], "the interval")?.unwrap_or_default())?;
+        let tz =
+            parse_tz(&const_str(&args.args[2], "the time zone")?.unwrap_or_else(|| "UTC".into()))?;
+        let mut out = TimestampMicrosecondBuilder::with_capacity(n);
+        // Rows come mostly in runs of the same bucket: remember the last one.
+        let mut last: Option<(i64, i64)> = None;
+        for t in ts.iter() {
+            match t {
+                Some(t) => {
+                    let (s, e) = match last {
+                        Some((s, e)) if s <= t && t < e => (s, e),
+                        _ => {
+                            let s = interval.start_of(t, tz);
+                            (s, interval.next(s, tz))
+                        }
+                    };
+                    last = Some((s, e));
+                    out.append_value(if self.end { e } else { s });
+                }
+                None => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(
+            out.finish().with_timezone(UTC),
+        )))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BucketStarts {
+    name: String,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for BucketStarts {
+    udf_common!();
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::List(Arc::new(Field::new(
+            "item",
+            ts_type(),
+            true,
+        ))))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let from = ts_arg(&args.args[0], n)?;
+        let to = ts_arg(&args.args[1], n)?;
+        let interval =
+            parse_interval(&const_str(&args.args[2], "the interval")?.unwrap_or_default())?;
+        let tz =
+            parse_tz(&const_str(&args.args[3], "the time zone")?.unwrap_or_else(|| "UTC".into()))?;
+        let mut out = ListBuilder::new(TimestampMicrosecondBuilder::new().with_timezone(UTC))
+            .with_field(Arc::new(Field::new("item", ts_type(), true)));
+        for (f, t) in from.iter().zip(to.iter()) {
+            match (f, t) {
+                (Some(f), Some(t)) => {
+                    for s in interval.starts(f, t, tz) {
+                        out.values().append_value(s);
+                    }
+                    out.append(true);
+                }
+                _ => out.append(false),
+            }
+        }
+        let arr: ArrayRef = Arc::new(out.finish());
+        Ok(ColumnarValue::Array(arr))
+    }
+}
+
+/// Every supportlake function, ready to register in a session.
+pub fn all(config: Arc<Config>) -> Vec<ScalarUDF> {
+    let sig = |n| Signature::any(n, Volatility::Immutable);
+    let with = |name: &str, n| WithConfig {
+        name: name.to_owned(),
+        signature: sig(n),
+        config: Arc::clone(&config),
+    };
+    vec![
+        ScalarUDF::new_from_impl(SecondsBetween {
+            name: "seconds_between".into(),
+            signature: sig(2),
+        }),
+        ScalarUDF::new_from_impl(BusinessSeconds(with("business_seconds", 3))),
+        ScalarUDF::new_from_impl(BusinessAdd(with("business_add", 3))),
+        ScalarUDF::new_from_impl(SlaPolicy(with("sla_policy", 4))),
+        ScalarUDF::new_from_impl(Bucket {
+            name: "bucket_start".into(),
+            signature: sig(3),
+            end: false,
+        }),
+        ScalarUDF::new_from_impl(Bucket {
+            name: "bucket_end".into(),
+            signature: sig(3),
+            end: true,
+        }),
+        ScalarUDF::new_from_impl(BucketStarts {
+            name: "bucket_starts".into(),
+            signature: sig(4),
+        }),
+    ]
+}
