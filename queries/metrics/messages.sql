@@ -9,12 +9,12 @@
 WITH ce AS (
   SELECT conv, ts, event_id, kind, author, private, agent_id,
          last_value(team) IGNORE NULLS OVER w AS team,
-         last_value(agent_id) IGNORE NULLS OVER w AS agent_in_force,
+         NULLIF(last_value(agent_in_force) IGNORE NULLS OVER w, '') AS agent_in_force,
          last_value(channel) IGNORE NULLS OVER w AS channel,
          last_value(inbox) IGNORE NULLS OVER w AS inbox,
          last_value(priority) IGNORE NULLS OVER w AS priority
   FROM conversation_events
-  WINDOW w AS (PARTITION BY conv ORDER BY ts, event_id
+  WINDOW w AS (PARTITION BY conv ORDER BY ts, kind_rank, event_id
                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 x AS (

@@ -15,6 +15,11 @@
 --   `session:<customer_key>:<first message, µs since the epoch>`.
 -- * Delivery statuses and agent statuses are not conversation events.
 -- * `private` marks agents' internal notes, which are not messages to the customer.
+-- * `kind_rank` orders events of the same instant the way they happen (opened, reopened,
+--   queued, transferred, assigned, messages, resolved, rated).
+-- * `agent_in_force` is the agent this event leaves in charge: the one it names; nobody
+--   ('') when it sends the conversation back to a queue (queued, reopened, or transferred
+--   without naming an agent); NULL when it says nothing about it.
 WITH s AS (SELECT * FROM settings),
 base AS (
   SELECT event_id, ts, arrow_cast(ts, 'Int64') AS ts_us, source, kind, conversation_id,
@@ -92,12 +97,28 @@ placement AS (
          'session:' || customer_key || ':'
            || CAST(min(ts_us) OVER (PARTITION BY customer_key, session_no) AS VARCHAR) AS conv
   FROM numbered
+),
+placed_events AS (
+  SELECT conversation_id AS conv, event_id, ts, source, kind, customer_key, agent_id, team,
+         channel, inbox, priority, author, message_id, reason, csat_score, private
+  FROM base
+  WHERE conversation_id IS NOT NULL
+  UNION ALL
+  SELECT p.conv, l.event_id, l.ts, l.source, l.kind, l.customer_key, l.agent_id, l.team,
+         l.channel, l.inbox, l.priority, l.author, l.message_id, l.reason, l.csat_score, l.private
+  FROM loose l JOIN placement p ON l.event_id = p.event_id
 )
-SELECT conversation_id AS conv, event_id, ts, source, kind, customer_key, agent_id, team,
-       channel, inbox, priority, author, message_id, reason, csat_score, private
-FROM base
-WHERE conversation_id IS NOT NULL
-UNION ALL
-SELECT p.conv, l.event_id, l.ts, l.source, l.kind, l.customer_key, l.agent_id, l.team,
-       l.channel, l.inbox, l.priority, l.author, l.message_id, l.reason, l.csat_score, l.private
-FROM loose l JOIN placement p ON l.event_id = p.event_id
+SELECT *,
+       CASE kind
+         WHEN 'conversation_opened' THEN 0 WHEN 'conversation_reopened' THEN 1
+         WHEN 'conversation_queued' THEN 2 WHEN 'conversation_transferred' THEN 3
+         WHEN 'conversation_assigned' THEN 4 WHEN 'message_in' THEN 5
+         WHEN 'message_out' THEN 6 WHEN 'conversation_resolved' THEN 7 ELSE 8
+       END AS kind_rank,
+       CASE
+         WHEN kind = 'message_out' AND author <> 'agent' THEN NULL
+         WHEN kind = 'message_out' AND private THEN NULL
+         WHEN agent_id IS NOT NULL THEN agent_id
+         WHEN kind IN ('conversation_queued', 'conversation_reopened', 'conversation_transferred') THEN ''
+       END AS agent_in_force
+FROM placed_events

@@ -18,7 +18,9 @@
 --   `abandoned_after_assignment` (the same, but assigned), `waiting` (open, no reply yet).
 -- * team/agent at first response and at resolution: the last value a conversation event
 --   named at or before that moment (after a transfer the wait belongs to the team that
---   answered, the handle time to the team that resolved).
+--   answered, the handle time to the team that resolved). The agent at first response is
+--   the one who replied; at resolution, nobody if the conversation went back to a queue
+--   (reopened, queued, transferred to a team) and no agent took it since.
 -- * Durations in seconds, calendar and business (`*_business_s`, in the calendar named by
 --   `metrics.calendar`): wait = first_response_at − queued_at; wait_to_assign =
 --   assigned_at − queued_at; first_response = first_response_at − started_at; handle =
@@ -43,12 +45,12 @@ agg AS (
          count(*) FILTER (WHERE kind = 'message_in') AS messages_in,
          count(*) FILTER (WHERE kind = 'message_out' AND NOT private) AS messages_out,
          count(*) FILTER (WHERE kind = 'message_out' AND private) AS private_notes,
-         last_value(csat_score ORDER BY ts, event_id) FILTER (WHERE csat_score IS NOT NULL) AS csat_score,
+         last_value(csat_score ORDER BY ts, kind_rank, event_id) FILTER (WHERE csat_score IS NOT NULL) AS csat_score,
          max(ts) FILTER (WHERE csat_score IS NOT NULL) AS csat_at,
-         last_value(channel ORDER BY ts, event_id) FILTER (WHERE channel IS NOT NULL) AS channel,
-         last_value(inbox ORDER BY ts, event_id) FILTER (WHERE inbox IS NOT NULL) AS inbox,
-         last_value(priority ORDER BY ts, event_id) FILTER (WHERE priority IS NOT NULL) AS priority,
-         last_value(reason ORDER BY ts, event_id) FILTER (WHERE kind = 'conversation_resolved') AS resolution_reason
+         last_value(channel ORDER BY ts, kind_rank, event_id) FILTER (WHERE channel IS NOT NULL) AS channel,
+         last_value(inbox ORDER BY ts, kind_rank, event_id) FILTER (WHERE inbox IS NOT NULL) AS inbox,
+         last_value(priority ORDER BY ts, kind_rank, event_id) FILTER (WHERE priority IS NOT NULL) AS priority,
+         last_value(reason ORDER BY ts, kind_rank, event_id) FILTER (WHERE kind = 'conversation_resolved') AS resolution_reason
   FROM ce
   GROUP BY conv
 ),
@@ -71,7 +73,7 @@ q AS (
 fr AS (
   SELECT ce.conv,
          min(ce.ts) AS first_response_at,
-         first_value(ce.agent_id ORDER BY ce.ts, ce.event_id) AS agent_first_response
+         first_value(ce.agent_id ORDER BY ce.ts, ce.kind_rank, ce.event_id) AS agent_first_response
   FROM ce JOIN q ON ce.conv = q.conv
   WHERE ce.kind = 'message_out' AND ce.author = 'agent' AND NOT ce.private
     AND ce.ts >= q.queued_at
@@ -83,21 +85,21 @@ c AS (
 ),
 -- The events that name a team or an agent: small, and all the "value in force" lookups need.
 named AS (
-  SELECT conv, ts, event_id, team, agent_id FROM ce
-  WHERE team IS NOT NULL OR agent_id IS NOT NULL
+  SELECT conv, ts, kind_rank, event_id, team, agent_in_force FROM ce
+  WHERE team IS NOT NULL OR agent_in_force IS NOT NULL
 ),
 at_moments AS (
   SELECT c.conv,
-         last_value(n.team ORDER BY n.ts, n.event_id)
+         last_value(n.team ORDER BY n.ts, n.kind_rank, n.event_id)
            FILTER (WHERE n.team IS NOT NULL AND n.ts <= COALESCE(c.queued_at, c.started_at)) AS team_queued,
-         last_value(n.team ORDER BY n.ts, n.event_id)
+         last_value(n.team ORDER BY n.ts, n.kind_rank, n.event_id)
            FILTER (WHERE n.team IS NOT NULL AND n.ts <= c.first_response_at) AS team_first_response,
-         last_value(n.team ORDER BY n.ts, n.event_id)
+         last_value(n.team ORDER BY n.ts, n.kind_rank, n.event_id)
            FILTER (WHERE n.team IS NOT NULL AND n.ts <= c.resolved_at) AS team_resolved,
-         last_value(n.agent_id ORDER BY n.ts, n.event_id)
-           FILTER (WHERE n.agent_id IS NOT NULL AND n.ts <= c.resolved_at) AS agent_resolved,
-         last_value(n.team ORDER BY n.ts, n.event_id) FILTER (WHERE n.team IS NOT NULL) AS team_last,
-         first_value(n.team ORDER BY n.ts, n.event_id) FILTER (WHERE n.team IS NOT NULL) AS team_first
+         last_value(n.agent_in_force ORDER BY n.ts, n.kind_rank, n.event_id)
+           FILTER (WHERE n.agent_in_force IS NOT NULL AND n.ts <= c.resolved_at) AS agent_resolved,
+         last_value(n.team ORDER BY n.ts, n.kind_rank, n.event_id) FILTER (WHERE n.team IS NOT NULL) AS team_last,
+         first_value(n.team ORDER BY n.ts, n.kind_rank, n.event_id) FILTER (WHERE n.team IS NOT NULL) AS team_first
   FROM c JOIN named n ON c.conv = n.conv
   GROUP BY c.conv
 )
@@ -105,7 +107,7 @@ SELECT c.conv AS conversation_id,
        c.source, c.customer_key, c.channel, c.inbox, c.priority,
        COALESCE(m.team_queued, m.team_first) AS team_queued,
        m.team_first_response, c.agent_first_response,
-       m.team_resolved, m.agent_resolved,
+       m.team_resolved, NULLIF(m.agent_resolved, '') AS agent_resolved,
        COALESCE(m.team_last, m.team_first) AS team,
        c.started_at, c.queued_at, c.assigned_at, c.first_response_at, c.resolved_at,
        c.last_event_at, c.resolution_reason,

@@ -36,14 +36,14 @@ targets AS (
   WHERE p.resolution_s IS NOT NULL
 ),
 messages AS (
-  SELECT conv, ts, event_id, kind FROM conversation_events
+  SELECT conv, ts, kind_rank, event_id, kind FROM conversation_events
   WHERE kind = 'message_in' OR (kind = 'message_out' AND author = 'agent' AND NOT private)
 ),
 turns AS (
   SELECT conv, ts, kind,
-         lag(kind) OVER (PARTITION BY conv ORDER BY ts, event_id) AS previous_kind,
+         lag(kind) OVER (PARTITION BY conv ORDER BY ts, kind_rank, event_id) AS previous_kind,
          min(CASE WHEN kind = 'message_out' THEN ts END)
-           OVER (PARTITION BY conv ORDER BY ts, event_id
+           OVER (PARTITION BY conv ORDER BY ts, kind_rank, event_id
                  ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS next_reply_at
   FROM messages
 ),
