@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use supportlake::config::Config;
-use supportlake::ingest::{self, Input, IngestOptions, NoProgress};
+use supportlake::ingest::{self, IngestOptions, Input, NoProgress};
 use supportlake::interval::Interval;
 use supportlake::lake::LakePaths;
 use supportlake::metrics::{self, Dimension, Filters, Metric, MetricRequest};
@@ -198,7 +198,10 @@ fn empty_engine() -> &'static (tempfile::TempDir, Engine) {
         let dir = tempfile::tempdir().unwrap();
         let config = Arc::new(Config::from_toml_str(CONFIG, "test.toml").unwrap());
         let engine = rt()
-            .block_on(Engine::open(&LakePaths::new(dir.path().join("lake")), config))
+            .block_on(Engine::open(
+                &LakePaths::new(dir.path().join("lake")),
+                config,
+            ))
             .unwrap();
         (dir, engine)
     })
@@ -228,16 +231,18 @@ fn business_seconds_over_a_holiday_are_zero() {
     // 2026-11-03 (a Tuesday) is a holiday in the test calendar: its whole local day counts 0;
     // the Monday before it counts its 9 hours.
     let (_, engine) = empty_engine();
-    let day = |d: &str| {
-        DateTime::parse_from_rfc3339(d)
-            .unwrap()
-            .timestamp_micros()
-    };
+    let day = |d: &str| DateTime::parse_from_rfc3339(d).unwrap().timestamp_micros();
     let r = business_sql(
         engine,
         &[
-            (day("2026-11-03T00:00:00-03:00"), day("2026-11-04T00:00:00-03:00")),
-            (day("2026-11-02T00:00:00-03:00"), day("2026-11-03T00:00:00-03:00")),
+            (
+                day("2026-11-03T00:00:00-03:00"),
+                day("2026-11-04T00:00:00-03:00"),
+            ),
+            (
+                day("2026-11-02T00:00:00-03:00"),
+                day("2026-11-03T00:00:00-03:00"),
+            ),
         ],
     );
     assert_eq!(r, [0.0, 9.0 * 3600.0]);
