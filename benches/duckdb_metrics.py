@@ -43,6 +43,9 @@ def translate(sql, params):
     # Ordered aggregates: DataFusion's first_value/last_value(x ORDER BY ...) are DuckDB's
     # first/last(x ORDER BY ...). Window uses (`... OVER`) keep their names.
     sql = re.sub(r"\b(first|last)_value\(([^()]*\bORDER BY\b[^()]*)\)", r"\1(\2)", sql)
+    sql = re.sub(r"\b(first|last)_value\(([^()]*)\) IGNORE NULLS OVER", r"\1_value(\2 IGNORE NULLS) OVER", sql)
+    # `at` is a keyword in DuckDB; our queries use it as a column name.
+    sql = re.sub(r"\bat\b", '"at"', sql)
     # Bind parameters as literals (DuckDB cannot infer some of their types in CASE).
     for name in sorted(params, key=len, reverse=True):
         sql = sql.replace("$" + name, params[name])
@@ -92,7 +95,7 @@ def main():
           generate_series(date_trunc(iv, timezone(z, f)),
                           timezone(z, t - INTERVAL 1 microsecond),
                           CAST('1 ' || iv AS INTERVAL)),
-          x -> timezone(z, x))""")
+          lambda x: timezone(z, x))""")
     arms = []
     for p in policies:
         conds = []

@@ -29,4 +29,5 @@ pub mod interval;
 pub mod query;
 pub mod metrics;
 pub mod generate;
+pub mod server;
 pub mod cli;

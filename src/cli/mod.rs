@@ -6,6 +6,7 @@ mod generate;
 mod ingest;
 mod metrics;
 pub mod output;
+mod serve;
 mod sql;
 
 use std::path::PathBuf;
@@ -50,6 +51,7 @@ enum Command {
     Sql(sql::Args),
     Metrics(Box<metrics::Args>),
     Generate(generate::Args),
+    Serve(serve::Args),
     Keygen(KeygenArgs),
 }
 
@@ -121,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Sql(args) => sql::run(args),
         Command::Metrics(args) => metrics::run(*args),
         Command::Generate(args) => generate::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Keygen(_) => {
             println!("{}", crate::pseudonym::generate_key_hex());
             Ok(EXIT_OK)

@@ -8,6 +8,7 @@
 pub mod paths;
 pub mod quarantine;
 pub mod writer;
+pub mod wal;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -5,10 +5,18 @@
 //! named parameters (`$from`, `$to`, …) bound, never formatted in.
 
 /// (view name, SQL), in registration order.
-pub const VIEWS: [(&str, &str); 5] = [
+pub const VIEWS: [(&str, &str); 7] = [
+    (
+        "message_links",
+        include_str!("../../queries/views/10_message_links.sql"),
+    ),
+    (
+        "conversation_links",
+        include_str!("../../queries/views/11_conversation_links.sql"),
+    ),
     (
         "conversation_events",
-        include_str!("../../queries/views/10_conversation_events.sql"),
+        include_str!("../../queries/views/12_conversation_events.sql"),
     ),
     (
         "conversations",
@@ -27,6 +35,10 @@ pub const VIEWS: [(&str, &str); 5] = [
         include_str!("../../queries/views/50_agent_status_intervals.sql"),
     ),
 ];
+
+/// The views computed once per session and kept in memory (see [`super::cached`]): they are
+/// expensive and read by several other views.
+pub const CACHED_VIEWS: [&str; 3] = ["message_links", "conversation_links", "conversations"];
 
 /// (metric name, SQL).
 pub const METRICS: [(&str, &str); 13] = [

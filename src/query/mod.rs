@@ -4,10 +4,12 @@
 //! - `events`: a Hive-partitioned listing table over `<lake>/events` (the `date` directory
 //!   level is the partition column, typed `DATE`, so `WHERE date >= …` skips directories);
 //! - `settings` (one row) and `sla_policies`: the business rules of the configuration;
-//! - the views of `queries/views/` (`conversation_events`, `conversations`,
-//!   `conversation_intervals`, `sla_targets`, `agent_status_intervals`);
+//! - the views of `queries/views/` (`conversation_links`, `conversation_events`,
+//!   `conversations`, `conversation_intervals`, `sla_targets`, `agent_status_intervals`);
+//!   the expensive ones are computed once per session ([`cached`]);
 //! - the functions of [`udf`] (business time, reporting buckets, SLA policy choice).
 
+pub mod cached;
 pub mod catalog;
 pub mod udf;
 
@@ -86,7 +88,12 @@ impl Engine {
                 .sql(sql)
                 .await
                 .map_err(|source| QueryError::View { name, source })?;
-            ctx.register_table(name, df.into_view())?;
+            if catalog::CACHED_VIEWS.contains(&name) {
+                let partitions = ctx.copied_config().target_partitions();
+                ctx.register_table(name, Arc::new(cached::CachedView::new(df, partitions)))?;
+            } else {
+                ctx.register_table(name, df.into_view())?;
+            }
         }
         Ok(Engine { ctx, config })
     }

@@ -1,0 +1,270 @@
+//! Metrics benchmark: every metric for 30 days by day and by team, `supportlake metrics`
+//! beside DuckDB running the same definitions (the SQL files of `queries/`, translated by
+//! `benches/duckdb_metrics.py`) over the same Parquet, in the same run. Each run is its own
+//! process, so wall time, CPU time and peak memory (max RSS) are measured the same way; the
+//! totals of both results are compared so a fast wrong answer cannot pass.
+//!
+//! ```text
+//! cargo build --release && cargo bench --bench metrics
+//! ```
+//! Environment: `SUPPORTLAKE_BENCH_DIR` (default `$CARGO_TARGET_DIR/bench`; the generated
+//! data of the ingest benchmark is reused, and its lake is built once into `metrics-lake`),
+//! `SUPPORTLAKE_BIN` (default: the release binary), `SUPPORTLAKE_BENCH_LAKE` (use this lake
+//! instead), `SUPPORTLAKE_BENCH_METRICS` (comma-separated subset). Needs
+//! `python3 -m pip install duckdb`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+struct Measured {
+    wall_s: f64,
+    cpu_s: f64,
+    max_rss_mb: f64,
+    stdout: String,
+}
+
+/// Runs a command to completion and reads its resource usage with wait4.
+// The child is reaped by wait4 below, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn measure(cmd: &mut Command) -> Measured {
+    let started = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("command starts");
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).ok();
+        s
+    });
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4 failed");
+    let wall_s = started.elapsed().as_secs_f64();
+    let stdout = reader.join().unwrap_or_default();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "command failed ({status}): {cmd:?}\n{stdout}"
+    );
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Measured {
+        wall_s,
+        cpu_s: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        stdout,
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// Sums of `count` and `value` over every point of a `metrics --format json` answer (or
+/// over the rows of `sla_breaches`, whose answer is a list of target instances).
+fn our_totals(json: &serde_json::Value) -> (f64, f64) {
+    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+    if let Some(rows) = json.as_array() {
+        return (rows.len() as f64, 0.0);
+    }
+    let mut count = 0.0;
+    let mut value = 0.0;
+    for s in json["series"].as_array().into_iter().flatten() {
+        for p in s["points"].as_array().into_iter().flatten() {
+            count += num(p, "count");
+            value += num(p, "value");
+        }
+    }
+    (count, value)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}
+
+const METRICS: [&str; 13] = [
+    "wait",
+    "wait_to_assign",
+    "first_response",
+    "handle",
+    "resolution",
+    "open_conversations",
+    "messages",
+    "service_level",
+    "abandonment",
+    "csat",
+    "sla",
+    "sla_breaches",
+    "agent_activity",
+];
+
+fn main() {
+    let root_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = std::env::var_os("SUPPORTLAKE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("release/supportlake"));
+    assert!(
+        bin.is_file(),
+        "{} not found: run `cargo build --release` first or set SUPPORTLAKE_BIN",
+        bin.display()
+    );
+    let root = std::env::var_os("SUPPORTLAKE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("bench"));
+    let key = "benchmark-pseudonym-key-0123456789";
+    let (from, to) = ("2026-10-01T03:00:00Z", "2026-10-31T03:00:00Z");
+
+    let lake = match std::env::var_os("SUPPORTLAKE_BENCH_LAKE") {
+        Some(l) => PathBuf::from(l),
+        None => {
+            let data = root.join("gen-30d-16000");
+            let lake = root.join("metrics-lake");
+            if !data.join("manifest.json").is_file() {
+                eprintln!("generating 30 days × 16 000 conversations/day …");
+                measure(
+                    Command::new(&bin)
+                        .args(["generate", "--quiet", "--seed", "1", "--start"])
+                        .args(["2026-10-01", "--days", "30", "--conversations-per-day"])
+                        .arg("16000")
+                        .arg("--out")
+                        .arg(&data),
+                );
+            }
+            if !lake.join("events").is_dir() {
+                eprintln!("ingesting into {} …", lake.display());
+                let files: Vec<PathBuf> = ["agent-log", "whatsapp", "chatwoot"]
+                    .iter()
+                    .flat_map(|s| std::fs::read_dir(data.join(s)).into_iter().flatten())
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .collect();
+                measure(
+                    Command::new(&bin)
+                        .env("SUPPORTLAKE_PSEUDONYM_KEY", key)
+                        .args(["ingest", "--quiet", "--lake"])
+                        .arg(&lake)
+                        .args(files),
+                );
+            }
+            lake
+        }
+    };
+    let events = measure(
+        Command::new(&bin)
+            .args(["sql", "--format", "csv", "--lake"])
+            .arg(&lake)
+            .arg("SELECT count(*) AS n FROM events"),
+    )
+    .stdout
+    .lines()
+    .nth(1)
+    .and_then(|l| l.trim().parse::<u64>().ok())
+    .unwrap_or(0);
+    let config = root_dir.join("benches/metrics.toml");
+    let only: Option<Vec<String>> = std::env::var("SUPPORTLAKE_BENCH_METRICS")
+        .ok()
+        .map(|s| s.split(',').map(str::to_owned).collect());
+
+    println!(
+        "\nmetrics benchmark: {events} events in {}, {from} .. {to}, by day and by team, {} cores",
+        lake.display(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "{:<20} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>6}",
+        "metric",
+        "ours s",
+        "cpu s",
+        "RSS MB",
+        "duck s",
+        "duck q s",
+        "cpu s",
+        "RSS MB",
+        "ratio",
+        "agree"
+    );
+    let mut ratios = Vec::new();
+    let mut worst_rss: f64 = 0.0;
+    for name in METRICS {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|m| m == name)) {
+            continue;
+        }
+        let mut cmd = Command::new(&bin);
+        if name == "sla_breaches" {
+            cmd.args(["metrics", "sla", "--breaches"]);
+        } else {
+            cmd.args(["metrics", name]);
+        }
+        let ours = measure(
+            cmd.arg("--lake")
+                .arg(&lake)
+                .arg("--config")
+                .arg(&config)
+                .args(["--from", from, "--to", to, "--now", to])
+                .args([
+                    "--interval",
+                    "day",
+                    "--group-by",
+                    "team",
+                    "--format",
+                    "json",
+                ]),
+        );
+        let duck = measure(
+            Command::new("python3")
+                .arg(root_dir.join("benches/duckdb_metrics.py"))
+                .arg(&lake)
+                .arg(root_dir.join("queries"))
+                .arg(&config)
+                .args([name, from, to, "day", "America/Sao_Paulo", "team"]),
+        );
+        let ours_json: serde_json::Value =
+            serde_json::from_str(&ours.stdout).expect("metrics --format json is JSON");
+        let duck_json: serde_json::Value =
+            serde_json::from_str(duck.stdout.trim()).expect("duckdb_metrics.py prints JSON");
+        let (oc, ov) = our_totals(&ours_json);
+        let dt = &duck_json["totals"];
+        let dc = dt.get("count").and_then(|x| x.as_f64()).unwrap_or_else(|| {
+            if name == "sla_breaches" {
+                duck_json["rows"].as_f64().unwrap_or(0.0)
+            } else {
+                0.0
+            }
+        });
+        let dv = dt.get("value").and_then(|x| x.as_f64()).unwrap_or(0.0);
+        let agree = close(oc, dc) && close(ov, dv);
+        let ratio = ours.wall_s / duck.wall_s;
+        ratios.push(ratio);
+        worst_rss = worst_rss.max(ours.max_rss_mb);
+        println!(
+            "{:<20} {:>9.2} {:>8.2} {:>8.0} {:>9.2} {:>9.2} {:>8.2} {:>8.0} {:>6.2}× {:>6}",
+            name,
+            ours.wall_s,
+            ours.cpu_s,
+            ours.max_rss_mb,
+            duck.wall_s,
+            duck_json["seconds"].as_f64().unwrap_or(f64::NAN),
+            duck.cpu_s,
+            duck.max_rss_mb,
+            ratio,
+            if agree { "yes" } else { "NO" }
+        );
+        if !agree {
+            eprintln!("  totals differ: ours count {oc} value {ov}; DuckDB count {dc} value {dv}");
+        }
+    }
+    if !ratios.is_empty() {
+        let geomean = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+        let worst = ratios.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "geomean {geomean:.2}× DuckDB (wall, whole process; < 1 is faster), worst {worst:.2}×, \
+             peak RSS {worst_rss:.0} MB"
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! `supportlake serve`: the long-running service (webhooks, agent events, metrics API).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::{ConfigArg, EXIT_OK, LakeArg};
+use crate::lake::LakePaths;
+use crate::lake::wal::WalOptions;
+use crate::pseudonym::PseudonymKey;
+use crate::server::auth::Tokens;
+use crate::server::{ServerOptions, serve};
+
+/// Serve webhooks, agent events and the metrics API over HTTP.
+///
+/// Deliveries are acknowledged (2xx) only once fsynced in a write-ahead log under
+/// <lake>/_wal; a background flusher turns the log into Parquet every few seconds. When the
+/// log cannot take more the answer is 503 with Retry-After. SIGTERM or Ctrl-C drains
+/// in-flight requests and flushes before exit.
+///
+/// Secrets come from the environment, each also as NAME_FILE (a file holding the value):
+///   SUPPORTLAKE_PSEUDONYM_KEY          customer pseudonymization key (required)
+///   SUPPORTLAKE_WHATSAPP_APP_SECRET    checks X-Hub-Signature-256 on POST /webhooks/whatsapp
+///   SUPPORTLAKE_WHATSAPP_VERIFY_TOKEN  answers Meta's GET /webhooks/whatsapp handshake
+///   SUPPORTLAKE_CHATWOOT_SECRET        checks X-Chatwoot-Signature (or ?token=) on /webhooks/chatwoot
+///   SUPPORTLAKE_TOKENS                 "read:TOKEN,ingest:TOKEN,admin:TOKEN" (several per role allowed)
+///
+/// With no tokens the server refuses to listen anywhere but loopback.
+///
+/// Routes: GET|POST /webhooks/whatsapp, POST /webhooks/chatwoot, POST /ingest/events
+/// [ingest], GET /api/v1/metrics/{name} [read], /healthz, /readyz, /metrics.
+///
+/// Example:
+///   SUPPORTLAKE_TOKENS="read:$(openssl rand -hex 16),ingest:$(openssl rand -hex 16)" \
+///   supportlake serve --lake ./lake --listen 0.0.0.0:8080 --config config.toml
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    #[command(flatten)]
+    pub lake: LakeArg,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes (413 beyond).
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    pub max_body: usize,
+    /// How often the write-ahead log is flushed into Parquet, in seconds.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub flush_interval: f64,
+}
+
+/// Reads NAME, or the file named by NAME_FILE (trailing newline dropped).
+pub(crate) fn secret(name: &str) -> anyhow::Result<Option<String>> {
+    if let Ok(v) = std::env::var(name) {
+        return Ok(Some(v));
+    }
+    let file_var = format!("{name}_FILE");
+    match std::env::var(&file_var) {
+        Ok(path) => {
+            let v = std::fs::read_to_string(&path)
+                .with_context(|| format!("{file_var}: cannot read {path}"))?;
+            Ok(Some(v.trim_end_matches(['\n', '\r']).to_owned()))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
+    let key = PseudonymKey::from_sources(
+        std::env::var("SUPPORTLAKE_PSEUDONYM_KEY").ok().as_deref(),
+        std::env::var("SUPPORTLAKE_PSEUDONYM_KEY_FILE")
+            .ok()
+            .as_deref(),
+    )?;
+    let tokens = match secret("SUPPORTLAKE_TOKENS")? {
+        Some(t) => Tokens::parse(&t).context("SUPPORTLAKE_TOKENS")?,
+        None => Tokens::default(),
+    };
+    let flush = Duration::try_from_secs_f64(args.flush_interval)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--flush-interval must be a positive number of seconds")?;
+    Ok(ServerOptions {
+        lake: LakePaths::new(PathBuf::from(&args.lake.lake)),
+        listen: args.listen,
+        config: Arc::new(args.config.load()?),
+        tokens,
+        whatsapp_app_secret: secret("SUPPORTLAKE_WHATSAPP_APP_SECRET")?.map(String::into_bytes),
+        whatsapp_verify_token: secret("SUPPORTLAKE_WHATSAPP_VERIFY_TOKEN")?,
+        chatwoot_secret: secret("SUPPORTLAKE_CHATWOOT_SECRET")?.map(String::into_bytes),
+        pseudonym_key: key,
+        wal: WalOptions {
+            flush_interval: flush,
+            ..WalOptions::default()
+        },
+        max_body_bytes: args.max_body,
+        request_timeout: Duration::from_secs(60),
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let opts = options(&args)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(serve(opts))?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,542 @@
+//! The write-ahead log of the server: events are durable here before a request is answered,
+//! and reach the lake's Parquet files later, in bulk.
+//!
+//! # Format
+//!
+//! `<lake>/_wal/<16-digit segment number>.wal`. A segment is a magic line followed by
+//! records: `u32` little-endian payload length, `u64` little-endian XXH64 of the payload, the
+//! payload — one Arrow IPC stream holding one batch of canonical events.
+//!
+//! # Invariants
+//!
+//! - **Ack after fsync.** [`Wal::append`] resolves only after the record and every record
+//!   before it are written and `fdatasync`ed. Appends that arrive while a sync is running
+//!   are written together and share the next sync (group commit).
+//! - **Trim after commit.** A segment is deleted only after the lake writer has committed
+//!   (written, fsynced, renamed) every event in it.
+//! - **Replay is harmless.** The lake writer drops event ids it already has, so replaying a
+//!   segment that was partly or wholly flushed before a crash adds nothing.
+//! - **A torn tail is not data.** A record cut short or failing its checksum at the end of a
+//!   segment was never acknowledged (its sync never completed); reading stops there.
+//! - **Bounded.** At most `queue` appends wait for the writer; beyond that, and after a
+//!   failed write or sync, [`Wal::append`] refuses at once so the caller can answer 503.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use super::writer::{LakeWriter, WriterOptions, sync_dir};
+use super::{LakeError, LakePaths};
+
+const MAGIC: &[u8] = b"supportlake-wal 1\n";
+/// Records larger than this are refused (a request body is far smaller).
+const MAX_RECORD: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("the write-ahead log is full ({0} appends waiting); retry shortly")]
+    Busy(usize),
+    #[error("the write-ahead log is not writable: {0}")]
+    Failed(String),
+    #[error("the write-ahead log has shut down")]
+    Closed,
+    #[error("cannot encode events for the write-ahead log: {0}")]
+    Encode(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}
+
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// Appends allowed to wait for the writer.
+    pub queue: usize,
+    /// A segment is closed (and becomes flushable) at this size.
+    pub segment_bytes: u64,
+    /// The flusher turns closed segments into Parquet at least this often; the open segment
+    /// is closed for it when older than this.
+    pub flush_interval: Duration,
+    /// Sync every append on its own instead of in groups (for comparison in benchmarks).
+    pub sync_each: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            queue: 4096,
+            segment_bytes: 64 << 20,
+            flush_interval: Duration::from_secs(5),
+            sync_each: false,
+        }
+    }
+}
+
+/// Counters for `/metrics` and `/readyz`.
+#[derive(Debug, Default)]
+pub struct WalStats {
+    pub appends: AtomicU64,
+    pub syncs: AtomicU64,
+    pub bytes_unflushed: AtomicU64,
+    pub events_flushed: AtomicU64,
+    pub flushes: AtomicU64,
+    pub last_flush_micros: AtomicU64,
+    /// Microseconds since the epoch of the oldest record not yet in the lake (0: none).
+    pub oldest_unflushed_us: AtomicU64,
+    /// Bumped after every flush that committed files, so readers can refresh.
+    pub lake_generation: AtomicU64,
+    pub failed: AtomicBool,
+    pub last_error: Mutex<Option<String>>,
+}
+
+struct Append {
+    payload: Vec<u8>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+enum Msg {
+    Append(Append),
+    /// Close the open segment (if it has records) so the flusher can take it; answers the
+    /// lowest segment number the writer may still append to (every segment below it is
+    /// closed for good).
+    Rotate(oneshot::Sender<u64>),
+}
+
+/// A handle to the log; cheap to clone.
+#[derive(Clone)]
+pub struct Wal {
+    tx: SyncSender<Msg>,
+    queue: usize,
+    stats: Arc<WalStats>,
+}
+
+/// The background threads; [`WalThreads::shutdown`] stops them after a last flush.
+pub struct WalThreads {
+    writer: Option<std::thread::JoinHandle<()>>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    wal: Wal,
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:016}.wal"))
+}
+
+fn segment_number(p: &Path) -> Option<u64> {
+    let name = p.file_name()?.to_str()?;
+    let n = name.strip_suffix(".wal")?;
+    (n.len() == 16).then(|| n.parse().ok()).flatten()
+}
+
+/// The segments in the directory, oldest first.
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LakeError> {
+    let mut v = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(v),
+        Err(e) => return Err(LakeError::io(dir, e)),
+    };
+    for entry in rd {
+        let p = entry.map_err(|e| LakeError::io(dir, e))?.path();
+        if let Some(n) = segment_number(&p) {
+            v.push((n, p));
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Encodes a batch of events as one WAL payload.
+pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowError> {
+    let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 2 + 1024);
+    let mut w = StreamWriter::try_new(&mut buf, &batch.schema())?;
+    w.write(batch)?;
+    w.finish()?;
+    drop(w);
+    Ok(buf)
+}
+
+/// Reads the complete records of a segment; stops at a torn or corrupt tail.
+pub fn read_segment(path: &Path) -> Result<Vec<RecordBatch>, LakeError> {
+    let f = File::open(path).map_err(|e| LakeError::io(path, e))?;
+    let mut r = BufReader::new(f);
+    let mut magic = vec![0u8; MAGIC.len()];
+    if r.read_exact(&mut magic).is_err() || magic != MAGIC {
+        warn!(path = %path.display(), "not a write-ahead log segment (or empty); skipped");
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    loop {
+        let mut head = [0u8; 12];
+        if r.read_exact(&mut head).is_err() {
+            break;
+        }
+        let len = u32::from_le_bytes(head[..4].try_into().unwrap_or_default()) as usize;
+        let sum = u64::from_le_bytes(head[4..].try_into().unwrap_or_default());
+        if len > MAX_RECORD {
+            warn!(path = %path.display(), "write-ahead log record with an impossible length; tail ignored");
+            break;
+        }
+        let mut payload = vec![0u8; len];
+        if r.read_exact(&mut payload).is_err() {
+            warn!(path = %path.display(), "write-ahead log ends in a partial record (never acknowledged); ignored");
+            break;
+        }
+        if twox_hash::XxHash64::oneshot(0, &payload) != sum {
+            warn!(path = %path.display(), "write-ahead log record fails its checksum (never acknowledged); tail ignored");
+            break;
+        }
+        let reader = StreamReader::try_new(std::io::Cursor::new(payload), None)
+            .map_err(|e| LakeError::Options(format!("{}: {e}", path.display())))?;
+        for b in reader {
+            out.push(b.map_err(|e| LakeError::Options(format!("{}: {e}", path.display())))?);
+        }
+    }
+    Ok(out)
+}
+
+impl Wal {
+    /// Opens the log in `<lake>/_wal`, starts the writer and the flusher. Segments left by
+    /// an earlier run are flushed into the lake first (replay).
+    pub fn start(paths: LakePaths, opts: WalOptions) -> Result<(Wal, WalThreads), WalError> {
+        let dir = paths.root().join("_wal");
+        fs::create_dir_all(&dir).map_err(|e| LakeError::io(&dir, e))?;
+        let stats = Arc::new(WalStats::default());
+        let mut lake = LakeWriter::open(paths.clone(), WriterOptions::default())?;
+        let left = segments(&dir)?;
+        if !left.is_empty() {
+            info!(
+                segments = left.len(),
+                "replaying the write-ahead log into the lake"
+            );
+            flush_segments(&mut lake, &left, &stats)?;
+        }
+        let next = left.last().map_or(1, |(n, _)| n + 1);
+        let (tx, rx) = mpsc::sync_channel(opts.queue);
+        let wal = Wal {
+            tx,
+            queue: opts.queue,
+            stats: Arc::clone(&stats),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let dir = dir.clone();
+            let stats = Arc::clone(&stats);
+            let opts = opts.clone();
+            std::thread::Builder::new()
+                .name("wal-writer".into())
+                .spawn(move || writer_loop(dir, next, rx, opts, stats))
+                .map_err(|e| WalError::Failed(e.to_string()))?
+        };
+        let flusher = {
+            let wal = wal.clone();
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("wal-flusher".into())
+                .spawn(move || flusher_loop(dir, lake, wal, opts, stop))
+                .map_err(|e| WalError::Failed(e.to_string()))?
+        };
+        Ok((
+            wal.clone(),
+            WalThreads {
+                writer: Some(writer),
+                flusher: Some(flusher),
+                stop,
+                wal,
+            },
+        ))
+    }
+
+    pub fn stats(&self) -> &Arc<WalStats> {
+        &self.stats
+    }
+
+    /// Appends one payload (see [`encode`]); resolves once it is durable.
+    pub async fn append(&self, payload: Vec<u8>) -> Result<(), WalError> {
+        if self.stats.failed.load(Ordering::Relaxed) {
+            let why = self
+                .stats
+                .last_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default();
+            return Err(WalError::Failed(why));
+        }
+        let (done, wait) = oneshot::channel();
+        match self.tx.try_send(Msg::Append(Append { payload, done })) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(WalError::Busy(self.queue)),
+            Err(TrySendError::Disconnected(_)) => return Err(WalError::Closed),
+        }
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(WalError::Failed(e)),
+            Err(_) => Err(WalError::Closed),
+        }
+    }
+
+    /// Closes the open segment; returns the bound below which every segment is closed and
+    /// holds everything acknowledged so far (None when the writer has stopped).
+    fn rotate_blocking(&self) -> Option<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Rotate(tx)).ok()?;
+        rx.blocking_recv().ok()
+    }
+}
+
+impl WalThreads {
+    /// Flushes everything acknowledged into the lake and stops the flusher. Call it once
+    /// no more appends can arrive (the HTTP server has drained); the writer thread ends with
+    /// the last handle.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(f) = self.flusher.take() {
+            let _ = f.join();
+        }
+        drop(self.wal);
+        drop(self.writer.take());
+    }
+}
+
+struct OpenSegment {
+    n: u64,
+    file: File,
+    bytes: u64,
+    opened: Instant,
+    records: u64,
+}
+
+fn open_segment(dir: &Path, n: u64) -> std::io::Result<OpenSegment> {
+    let path = segment_path(dir, n);
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)?;
+    file.write_all(MAGIC)?;
+    file.sync_all()?;
+    sync_dir(dir).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(OpenSegment {
+        n,
+        file,
+        bytes: MAGIC.len() as u64,
+        opened: Instant::now(),
+        records: 0,
+    })
+}
+
+fn fail(stats: &WalStats, why: String) {
+    error!(error = %why, "write-ahead log write failed; refusing appends until a write succeeds");
+    stats.failed.store(true, Ordering::SeqCst);
+    if let Ok(mut e) = stats.last_error.lock() {
+        *e = Some(why);
+    }
+}
+
+fn writer_loop(
+    dir: PathBuf,
+    mut next: u64,
+    rx: Receiver<Msg>,
+    opts: WalOptions,
+    stats: Arc<WalStats>,
+) {
+    let mut seg: Option<OpenSegment> = None;
+    let mut group: Vec<Append> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        // Wait for work; close an idle segment that is old enough to flush.
+        let first = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => {
+                if seg
+                    .as_ref()
+                    .is_some_and(|s| s.records > 0 && s.opened.elapsed() >= opts.flush_interval)
+                {
+                    seg = None;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut msgs = vec![first];
+        if !opts.sync_each {
+            while msgs.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut rotations = Vec::new();
+        for m in msgs {
+            match m {
+                Msg::Append(a) => group.push(a),
+                Msg::Rotate(r) => rotations.push(r),
+            }
+        }
+        if !group.is_empty() {
+            let result = write_group(&dir, &mut next, &mut seg, &group, &mut buf, &stats);
+            match &result {
+                Ok(()) => {
+                    if stats.failed.swap(false, Ordering::SeqCst) {
+                        info!("write-ahead log writable again");
+                    }
+                }
+                Err(e) => {
+                    fail(&stats, e.clone());
+                    // The open segment's state after a failed write or sync is unknown:
+                    // never append to it again.
+                    seg = None;
+                }
+            }
+            for a in group.drain(..) {
+                let _ = a.done.send(result.clone());
+            }
+            if seg.as_ref().is_some_and(|s| s.bytes >= opts.segment_bytes) {
+                seg = None;
+            }
+        }
+        if !rotations.is_empty() {
+            if seg.as_ref().is_some_and(|s| s.records > 0) {
+                seg = None;
+            }
+            let bound = seg.as_ref().map_or(next, |s| s.n);
+            for r in rotations {
+                let _ = r.send(bound);
+            }
+        }
+    }
+}
+
+fn write_group(
+    dir: &Path,
+    next: &mut u64,
+    seg: &mut Option<OpenSegment>,
+    group: &[Append],
+    buf: &mut Vec<u8>,
+    stats: &WalStats,
+) -> Result<(), String> {
+    if seg.is_none() {
+        let s = open_segment(dir, *next)
+            .map_err(|e| format!("{}: {e}", segment_path(dir, *next).display()))?;
+        *next += 1;
+        *seg = Some(s);
+    }
+    let s = seg.as_mut().ok_or("no segment")?;
+    buf.clear();
+    for a in group {
+        buf.extend_from_slice(&(a.payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&twox_hash::XxHash64::oneshot(0, &a.payload).to_le_bytes());
+        buf.extend_from_slice(&a.payload);
+    }
+    let path = segment_path(dir, s.n);
+    s.file
+        .write_all(buf)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    s.file
+        .sync_data()
+        .map_err(|e| format!("{}: fsync: {e}", path.display()))?;
+    s.bytes += buf.len() as u64;
+    s.records += group.len() as u64;
+    stats
+        .appends
+        .fetch_add(group.len() as u64, Ordering::Relaxed);
+    stats.syncs.fetch_add(1, Ordering::Relaxed);
+    stats
+        .bytes_unflushed
+        .fetch_add(buf.len() as u64, Ordering::Relaxed);
+    let now = chrono::Utc::now().timestamp_micros().max(0) as u64;
+    let _ =
+        stats
+            .oldest_unflushed_us
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    Ok(())
+}
+
+fn flush_segments(
+    lake: &mut LakeWriter,
+    segs: &[(u64, PathBuf)],
+    stats: &WalStats,
+) -> Result<(), WalError> {
+    let started = Instant::now();
+    let mut events = 0u64;
+    let mut bytes = 0u64;
+    for (_, path) in segs {
+        bytes += fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        for batch in read_segment(path)? {
+            events += batch.num_rows() as u64;
+            lake.append(&batch)?;
+        }
+    }
+    lake.flush()?;
+    for (_, path) in segs {
+        fs::remove_file(path).map_err(|e| LakeError::io(path, e))?;
+    }
+    if let Some((_, p)) = segs.first()
+        && let Some(dir) = p.parent()
+    {
+        sync_dir(dir)?;
+    }
+    stats.events_flushed.fetch_add(events, Ordering::Relaxed);
+    stats.flushes.fetch_add(1, Ordering::Relaxed);
+    stats
+        .last_flush_micros
+        .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    let _ = stats
+        .bytes_unflushed
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+            Some(b.saturating_sub(bytes))
+        });
+    stats.lake_generation.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+fn flusher_loop(
+    dir: PathBuf,
+    mut lake: LakeWriter,
+    wal: Wal,
+    opts: WalOptions,
+    stop: Arc<AtomicBool>,
+) {
+    let mut last = Instant::now();
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        if !stopping {
+            std::thread::sleep(Duration::from_millis(100));
+            if last.elapsed() < opts.flush_interval {
+                continue;
+            }
+        }
+        last = Instant::now();
+        // Close the open segment so everything acknowledged so far is flushable; only the
+        // segments below the writer's bound are touched.
+        let Some(bound) = wal.rotate_blocking() else {
+            break;
+        };
+        match segments(&dir) {
+            Ok(all) => {
+                let closed: Vec<_> = all.into_iter().filter(|(n, _)| *n < bound).collect();
+                if !closed.is_empty() {
+                    if let Err(e) = flush_segments(&mut lake, &closed, wal.stats()) {
+                        // Nothing is lost: the segments stay and are retried next time.
+                        error!(error = %e, "flushing the write-ahead log into the lake failed; will retry");
+                    } else if wal.stats().bytes_unflushed.load(Ordering::Relaxed) == 0 {
+                        wal.stats().oldest_unflushed_us.store(0, Ordering::Relaxed);
+                    }
+                }
+            }
+            Err(e) => error!(error = %e, "cannot list the write-ahead log"),
+        }
+        if stopping {
+            break;
+        }
+    }
+}
