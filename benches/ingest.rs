@@ -3,8 +3,8 @@
 //! time and peak memory (max RSS) are measured the same way.
 //!
 //! ```text
-//! cargo build --release && cargo bench --bench ingest
-//! SUPPORTLAKE_BENCH_PER_DAY=16000 SUPPORTLAKE_BENCH_DAYS=30 cargo bench --bench ingest   # ≈ 10 M events
+//! cargo build --release && cargo bench --profile dev --bench ingest
+//! SUPPORTLAKE_BENCH_PER_DAY=16000 SUPPORTLAKE_BENCH_DAYS=30 cargo bench --profile dev --bench ingest   # ≈ 10 M events
 //! ```
 //! Environment: `SUPPORTLAKE_BENCH_DIR` (data and lakes; default `$CARGO_TARGET_DIR/bench`),
 //! `SUPPORTLAKE_BIN` (default: the release binary), `SUPPORTLAKE_BENCH_DAYS`,

@@ -5,7 +5,7 @@
 //! totals of both results are compared so a fast wrong answer cannot pass.
 //!
 //! ```text
-//! cargo build --release && cargo bench --bench metrics
+//! cargo build --release && cargo bench --profile dev --bench metrics
 //! ```
 //! Environment: `SUPPORTLAKE_BENCH_DIR` (default `$CARGO_TARGET_DIR/bench`; the generated
 //! data of the ingest benchmark is reused, and its lake is built once into `metrics-lake`),

@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::writer::{LakeWriter, WriterOptions, sync_dir};
-use super::{LakeError, LakePaths};
+use super::{LakeError, LakeLock, LakePaths};
 
 const MAGIC: &[u8] = b"supportlake-wal 1\n";
 /// Records larger than this are refused (a request body is far smaller).
@@ -210,6 +210,8 @@ impl Wal {
         let dir = paths.root().join("_wal");
         fs::create_dir_all(&dir).map_err(|e| LakeError::io(&dir, e))?;
         let stats = Arc::new(WalStats::default());
+        // One writer per lake: held by the flusher for as long as it runs.
+        let lock = LakeLock::acquire(&paths, &format!("serve, pid {}", std::process::id()))?;
         let mut lake = LakeWriter::open(paths.clone(), WriterOptions::default())?;
         let left = segments(&dir)?;
         if !left.is_empty() {
@@ -241,7 +243,10 @@ impl Wal {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("wal-flusher".into())
-                .spawn(move || flusher_loop(dir, lake, wal, opts, stop))
+                .spawn(move || {
+                    flusher_loop(dir, lake, wal, opts, stop);
+                    drop(lock);
+                })
                 .map_err(|e| WalError::Failed(e.to_string()))?
         };
         Ok((
