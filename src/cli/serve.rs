@@ -52,6 +52,10 @@ pub struct Args {
     /// How often the write-ahead log is flushed into Parquet, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub flush_interval: f64,
+    /// fsync every request on its own instead of in groups (only to measure what group
+    /// commit gains; never in production).
+    #[arg(long, hide = true)]
+    pub wal_sync_each: bool,
 }
 
 /// Reads NAME, or the file named by NAME_FILE (trailing newline dropped).
@@ -96,6 +100,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         pseudonym_key: key,
         wal: WalOptions {
             flush_interval: flush,
+            sync_each: args.wal_sync_each,
             ..WalOptions::default()
         },
         max_body_bytes: args.max_body,
