@@ -26,7 +26,7 @@ use crate::server::{ServerOptions, serve};
 ///   SUPPORTLAKE_WHATSAPP_APP_SECRET    checks X-Hub-Signature-256 on POST /webhooks/whatsapp
 ///   SUPPORTLAKE_WHATSAPP_VERIFY_TOKEN  answers Meta's GET /webhooks/whatsapp handshake
 ///   SUPPORTLAKE_CHATWOOT_SECRET        checks X-Chatwoot-Signature (or ?token=) on /webhooks/chatwoot
-///   SUPPORTLAKE_TOKENS                 "read:TOKEN,ingest:TOKEN,admin:TOKEN" (several per role allowed)
+///   SUPPORTLAKE_TOKENS                 "read:TOKEN,ingest:TOKEN,admin:TOKEN" (any number)
 ///
 /// With no tokens the server refuses to listen anywhere but loopback.
 ///
