@@ -14,7 +14,9 @@ usage: duckdb_metrics.py LAKE QUERIES CONFIG NAME FROM TO INTERVAL TZ GROUP_BY
 prints one JSON line: {"rows": N, "seconds": query time, "totals": {...}, "result": [...]}
 """
 
+import glob
 import json
+import os
 import re
 import sys
 import time
@@ -115,8 +117,6 @@ def main():
         "group_by": sql_str(group_by), "business": "false", "team": "NULL", "agent": "NULL",
         "channel": "NULL", "inbox": "NULL", "priority": "NULL", "sla_metric": "NULL",
     }
-    import glob
-    import os
     for path in sorted(glob.glob(os.path.join(queries, "views", "*.sql"))):
         view = re.sub(r"^\d+_", "", os.path.basename(path)[:-4])
         with open(path) as f:

@@ -13,59 +13,12 @@
 //! instead), `SUPPORTLAKE_BENCH_METRICS` (comma-separated subset). Needs
 //! `python3 -m pip install duckdb`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
-struct Measured {
-    wall_s: f64,
-    cpu_s: f64,
-    max_rss_mb: f64,
-    stdout: String,
-}
-
-/// Runs a command to completion and reads its resource usage with wait4.
-// The child is reaped by wait4 below, which clippy cannot see.
-#[allow(clippy::zombie_processes)]
-fn measure(cmd: &mut Command) -> Measured {
-    let started = Instant::now();
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("command starts");
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).ok();
-        s
-    });
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid, "wait4 failed");
-    let wall_s = started.elapsed().as_secs_f64();
-    let stdout = reader.join().unwrap_or_default();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "command failed ({status}): {cmd:?}\n{stdout}"
-    );
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Measured {
-        wall_s,
-        cpu_s: tv(usage.ru_utime) + tv(usage.ru_stime),
-        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
-        stdout,
-    }
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
+use common::{measure, target_dir};
 
 /// Sums of `count` and `value` over every point of a `metrics --format json` answer (or
 /// over the rows of `sla_breaches`, whose answer is a list of target instances).

@@ -89,8 +89,8 @@ pub struct WalStats {
     pub events_flushed: AtomicU64,
     pub flushes: AtomicU64,
     pub last_flush_micros: AtomicU64,
-    /// Microseconds since the epoch of the oldest record not yet in the lake (0: none).
-    pub oldest_unflushed_us: AtomicU64,
+    /// When the oldest record not yet in the lake was appended (monotonic clock).
+    pub oldest_unflushed: Mutex<Option<Instant>>,
     /// Bumped after every flush that committed files, so readers can refresh.
     pub lake_generation: AtomicU64,
     pub failed: AtomicBool,
@@ -201,6 +201,17 @@ pub fn read_segment(path: &Path) -> Result<Vec<RecordBatch>, LakeError> {
         }
     }
     Ok(out)
+}
+
+impl WalStats {
+    /// How long the oldest acknowledged record not yet in the lake has waited.
+    pub fn ingest_lag(&self) -> Duration {
+        self.oldest_unflushed
+            .lock()
+            .ok()
+            .and_then(|o| o.map(|t| t.elapsed()))
+            .unwrap_or_default()
+    }
 }
 
 impl Wal {
@@ -458,11 +469,9 @@ fn write_group(
     stats
         .bytes_unflushed
         .fetch_add(buf.len() as u64, Ordering::Relaxed);
-    let now = chrono::Utc::now().timestamp_micros().max(0) as u64;
-    let _ =
-        stats
-            .oldest_unflushed_us
-            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    if let Ok(mut oldest) = stats.oldest_unflushed.lock() {
+        oldest.get_or_insert_with(Instant::now);
+    }
     Ok(())
 }
 
@@ -475,7 +484,10 @@ fn flush_segments(
     let mut events = 0u64;
     let mut bytes = 0u64;
     for (_, path) in segs {
-        bytes += fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        // Appends counted record bytes only; the magic line is not among them.
+        bytes += fs::metadata(path)
+            .map(|m| m.len().saturating_sub(MAGIC.len() as u64))
+            .unwrap_or(0);
         for batch in read_segment(path)? {
             events += batch.num_rows() as u64;
             lake.append(&batch)?;
@@ -533,8 +545,10 @@ fn flusher_loop(
                     if let Err(e) = flush_segments(&mut lake, &closed, wal.stats()) {
                         // Nothing is lost: the segments stay and are retried next time.
                         error!(error = %e, "flushing the write-ahead log into the lake failed; will retry");
-                    } else if wal.stats().bytes_unflushed.load(Ordering::Relaxed) == 0 {
-                        wal.stats().oldest_unflushed_us.store(0, Ordering::Relaxed);
+                    } else if wal.stats().bytes_unflushed.load(Ordering::Relaxed) == 0
+                        && let Ok(mut oldest) = wal.stats().oldest_unflushed.lock()
+                    {
+                        *oldest = None;
                     }
                 }
             }

@@ -509,12 +509,7 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
     let c = &s.counters;
     let w = s.wal.stats();
-    let oldest = w.oldest_unflushed_us.load(Ordering::Relaxed);
-    let lag = if oldest == 0 {
-        0.0
-    } else {
-        (Utc::now().timestamp_micros() as f64 - oldest as f64).max(0.0) / 1e6
-    };
+    let lag = w.ingest_lag().as_secs_f64();
     let l = |v: &AtomicU64| v.load(Ordering::Relaxed);
     let text = format!(
         "# HELP supportlake_http_requests_total HTTP requests answered.\n\
@@ -609,7 +604,7 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
     }
 }
 
-/// The routes over a started WAL (public for route tests).
+/// The routes, over a started write-ahead log.
 fn router(state: Arc<AppState>, max_body: usize, timeout: Duration) -> Router {
     Router::new()
         .route(
