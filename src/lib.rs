@@ -28,6 +28,7 @@ pub mod config;
 pub mod interval;
 pub mod query;
 pub mod metrics;
+pub mod charts;
 pub mod generate;
 pub mod server;
 pub mod cli;

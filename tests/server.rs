@@ -185,6 +185,47 @@ fn every_route_by_role_signatures_limits_and_replays() {
         "{body}"
     );
 
+    // Charts: the same metric drawn, SVG or PNG, read role.
+    let c = "/api/v1/charts/wait.svg?from=2026-11-01&to=2026-11-03&group_by=team&target=300";
+    assert_eq!(s.request("GET", c, &[], b"").0, 401);
+    assert_eq!(
+        s.request("GET", c, &[("Authorization", &bearer(INGEST))], b"")
+            .0,
+        403
+    );
+    let (code, svg) = s.request("GET", c, &[("Authorization", &bearer(READ))], b"");
+    assert_eq!(code, 200, "{svg}");
+    assert!(
+        svg.contains("<svg") && svg.contains("wait by team (day)"),
+        "{svg}"
+    );
+    let (code, png) = s.request(
+        "GET",
+        "/api/v1/charts/service_level.png?from=2026-11-01&to=2026-11-03&kind=bar",
+        &[("Authorization", &bearer(ADMIN))],
+        b"",
+    );
+    assert_eq!(code, 200);
+    assert!(png.contains("PNG"), "a PNG body");
+    let (code, body) = s.request(
+        "GET",
+        "/api/v1/charts/wait.svg?kind=pie&from=2026-11-01&to=2026-11-03",
+        &[("Authorization", &bearer(READ))],
+        b"",
+    );
+    assert_eq!(code, 400);
+    assert!(body.contains("unknown chart kind"), "{body}");
+    assert_eq!(
+        s.request(
+            "GET",
+            "/api/v1/charts/wait.gif",
+            &[("Authorization", &bearer(READ))],
+            b""
+        )
+        .0,
+        404
+    );
+
     // Agent events: ingest role (or admin) only.
     let lines = format!("{}\n{}\n", agent_line("e1"), agent_line("e2"));
     assert_eq!(

@@ -15,11 +15,15 @@ use crate::lake::LakePaths;
 use crate::pseudonym::{KEY_ENV, KEY_FILE_ENV, PseudonymKey, generate_key_hex};
 use crate::query::Engine;
 
-/// Generate sample data, ingest it into a local lake, and show what is in it.
+/// Generate sample data, ingest it into a local lake, show what is in it, and serve it.
 ///
 /// Everything lives under one folder (./demo by default): a pseudonymization key made for
-/// the demo (pseudonym.key, outside the lake), the simulated source files (sample/) and the
-/// lake (lake/). Running it again reuses them: the ingest finds every event already stored.
+/// the demo (pseudonym.key, outside the lake), the business rules (config.toml, a copy of
+/// sample-data/config.toml to edit), the simulated source files (sample/) and the lake
+/// (lake/). Running it again reuses them: the ingest finds every event already stored.
+///
+/// Then `supportlake serve` runs on http://127.0.0.1:8080 (loopback, no tokens) until
+/// Ctrl-C: try http://127.0.0.1:8080/api/v1/metrics/wait?group_by=team&from=<a date>.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Folder for the demo's key, source files and lake.
@@ -33,6 +37,27 @@ pub struct Args {
     /// Mean conversations per day.
     #[arg(long, default_value_t = 400, value_name = "M")]
     conversations_per_day: u32,
+
+    /// Where to serve the lake afterwards (a loopback address: the demo has no tokens).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: std::net::SocketAddr,
+
+    /// Stop after the summary instead of serving.
+    #[arg(long)]
+    no_serve: bool,
+}
+
+/// The demo's business rules: the sample contact center's, written once so they can be
+/// edited.
+fn demo_config(dir: &Path) -> anyhow::Result<(PathBuf, crate::config::Config)> {
+    let path = dir.join("config.toml");
+    if !path.is_file() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(&path, include_str!("../../sample-data/config.toml"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let config = crate::config::Config::load(&path)?;
+    Ok((path, config))
 }
 
 fn demo_key(dir: &Path) -> anyhow::Result<PseudonymKey> {
@@ -111,13 +136,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         receipt.accepted,
         receipt.duplicates
     );
+    let (config_path, config) = demo_config(&args.dir)?;
+    let config = Arc::new(config);
     let rt = super::runtime()?;
     let (schema, batches) = rt.block_on(async {
-        let engine = Engine::open(
-            &paths,
-            std::sync::Arc::new(crate::config::Config::default()),
-        )
-        .await?;
+        let engine = Engine::open(&paths, Arc::clone(&config)).await?;
         engine
             .sql(
                 "SELECT source, kind, count(*) AS events, min(ts) AS first, max(ts) AS last \
@@ -129,9 +152,33 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     write_batches(&mut out, Format::Table, &schema, &batches)?;
     if std::io::stdout().is_terminal() {
         println!(
-            "\nTry: supportlake sql --lake {} \"SELECT team, count(*) FROM events WHERE kind = 'conversation_queued' GROUP BY team\"",
-            paths.root().display()
+            "\nTry: supportlake metrics wait --lake {} --config {} --interval day --group-by team",
+            paths.root().display(),
+            config_path.display()
         );
     }
+    if args.no_serve {
+        return Ok(EXIT_OK);
+    }
+    anyhow::ensure!(
+        args.listen.ip().is_loopback(),
+        "the demo serves without tokens, so only on a loopback address (not {})",
+        args.listen
+    );
+    let opts = crate::server::ServerOptions {
+        lake: paths,
+        listen: args.listen,
+        config,
+        tokens: crate::server::auth::Tokens::default(),
+        whatsapp_app_secret: None,
+        whatsapp_verify_token: None,
+        chatwoot_secret: None,
+        pseudonym_key: key,
+        wal: crate::lake::wal::WalOptions::default(),
+        max_body_bytes: 16 << 20,
+        request_timeout: std::time::Duration::from_secs(60),
+    };
+    eprintln!("serving the demo lake; Ctrl-C to stop");
+    rt.block_on(crate::server::serve(opts))?;
     Ok(EXIT_OK)
 }

@@ -13,7 +13,7 @@
 //!   priority) in force at the stop event; `all` when not grouped.
 //! - **business seconds**: only time inside the business-hours calendar counts.
 
-mod rows;
+pub mod rows;
 
 use std::collections::BTreeMap;
 use std::fmt;

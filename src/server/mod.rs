@@ -8,6 +8,7 @@
 //!   window), or `?token=` for Chatwoot versions that do not sign.
 //! - `POST /ingest/events` [ingest] — agent-log JSON Lines; answers a receipt.
 //! - `GET /api/v1/metrics/{name}` [read] — the JSON of `supportlake metrics --format json`.
+//! - `GET /api/v1/charts/{name}.svg|.png` [read] — the same metric drawn ([`crate::charts`]).
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text).
 //!
 //! Every error answers `{"error": "<code>", "message": "<text>"}`. A 2xx on an ingest route
@@ -33,6 +34,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+use crate::charts;
 use crate::config::Config;
 use crate::event::EventBatchBuilder;
 use crate::lake::LakePaths;
@@ -414,13 +416,12 @@ fn bad_request(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
 }
 
-async fn metric(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> ApiResult<Response> {
-    authorize(&s, &headers, Role::Read)?;
+/// A metric question from query parameters (the same for the metrics and chart routes).
+fn metric_request(
+    s: &AppState,
+    name: &str,
+    q: &BTreeMap<String, String>,
+) -> ApiResult<MetricRequest> {
     let metric: Metric = name
         .parse()
         .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_metric", format!("{e}")))?;
@@ -446,7 +447,7 @@ async fn metric(
     if from >= to {
         return Err(bad_request("from must be before to"));
     }
-    let req = MetricRequest {
+    Ok(MetricRequest {
         metric,
         from,
         to,
@@ -469,18 +470,86 @@ async fn metric(
         },
         now,
         sla_metric: get("sla_metric").map(str::to_owned),
-    };
-    let engine = s.engine().await?;
-    let started = Instant::now();
-    let result = crate::metrics::run(&engine, &req).await;
-    s.counters.query_count.fetch_add(1, Ordering::Relaxed);
-    s.counters
-        .query_micros
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    match result {
-        Ok(r) => Ok(axum::Json(r).into_response()),
-        Err(e) => Err(bad_request(e)),
+    })
+}
+
+impl AppState {
+    /// Runs a metric, counting it for `/metrics`.
+    async fn run_metric(&self, req: &MetricRequest) -> ApiResult<crate::metrics::MetricResult> {
+        let engine = self.engine().await?;
+        let started = Instant::now();
+        let result = crate::metrics::run(&engine, req).await;
+        self.counters.query_count.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .query_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        result.map_err(bad_request)
     }
+}
+
+async fn metric(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<Response> {
+    authorize(&s, &headers, Role::Read)?;
+    let req = metric_request(&s, &name, &q)?;
+    Ok(axum::Json(s.run_metric(&req).await?).into_response())
+}
+
+/// `/api/v1/charts/{name}.svg|.png`: the metric's chart. Besides the metric parameters:
+/// `kind` (line, bar, stacked), `target` (a target line, in the metric's unit: seconds or
+/// percent), `width`, `height`.
+async fn chart(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<Response> {
+    authorize(&s, &headers, Role::Read)?;
+    let (name, format, mime) = if let Some(n) = file.strip_suffix(".svg") {
+        (n, charts::ImageFormat::Svg, "image/svg+xml")
+    } else if let Some(n) = file.strip_suffix(".png") {
+        (n, charts::ImageFormat::Png, "image/png")
+    } else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "charts are /api/v1/charts/<metric>.svg or .png",
+        ));
+    };
+    let req = metric_request(&s, name, &q)?;
+    let num = |k: &str| -> ApiResult<Option<f64>> {
+        q.get(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse::<f64>()
+                    .map_err(|_| bad_request(format!("{k}: not a number: {v:?}")))
+            })
+            .transpose()
+    };
+    let kind = match q.get("kind").filter(|v| !v.is_empty()) {
+        Some(k) => k.parse().map_err(bad_request)?,
+        None => charts::ChartKind::Line,
+    };
+    let result = s.run_metric(&req).await?;
+    let title = match req.group_by {
+        Some(d) => format!("{} by {} ({})", req.metric, d.as_str(), req.interval),
+        None => format!("{} ({})", req.metric, req.interval),
+    };
+    let opts = charts::ChartOptions {
+        kind,
+        width: num("width")?.map_or(800, |w| w as u32),
+        height: num("height")?.map_or(360, |h| h as u32),
+        target: num("target")?,
+        title,
+    };
+    let bytes = tokio::task::spawn_blocking(move || charts::render(&result, &opts, format))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(bad_request)?;
+    Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
 }
 
 async fn healthz() -> &'static str {
@@ -614,6 +683,7 @@ fn router(state: Arc<AppState>, max_body: usize, timeout: Duration) -> Router {
         .route("/webhooks/chatwoot", post(chatwoot_post))
         .route("/ingest/events", post(ingest_events))
         .route("/api/v1/metrics/{name}", get(metric))
+        .route("/api/v1/charts/{file}", get(chart))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
