@@ -504,3 +504,61 @@ fn sigkill_loses_nothing_acknowledged() {
     );
     assert_eq!(dup.trim(), "0", "and none twice");
 }
+
+/// The README's run command: `demo` generates, ingests, summarizes, then serves charts and
+/// metrics on loopback until SIGTERM.
+#[test]
+fn demo_serves_what_it_ingested() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .args([
+            "demo",
+            "--days",
+            "2",
+            "--conversations-per-day",
+            "40",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .env_remove("SUPPORTLAKE_PSEUDONYM_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo starts");
+    let mut addr = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("listening on http://") {
+            addr = Some(a.to_owned());
+            break;
+        }
+    }
+    let addr = addr.expect("demo announces its address");
+    let (code, body) = http(
+        &addr,
+        "GET",
+        "/api/v1/metrics/messages?group_by=team",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"metric\":\"messages\""), "{body}");
+    let (code, svg) = http(
+        &addr,
+        "GET",
+        "/api/v1/charts/wait.svg?group_by=team&target=300",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    assert!(svg.contains("<svg"));
+    assert!(dir.path().join("config.toml").is_file());
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+}
