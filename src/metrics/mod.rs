@@ -348,6 +348,32 @@ pub async fn run(engine: &Engine, req: &MetricRequest) -> Result<MetricResult> {
     })
 }
 
+/// The conversations that started in the request's range and match its filters (and
+/// `outcome`, when given): `limit` rows from `offset`, oldest first.
+pub async fn conversations(
+    engine: &Engine,
+    req: &MetricRequest,
+    outcome: Option<&str>,
+    limit: u64,
+    offset: u64,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let ParamValues::Map(mut map) = params(req) else {
+        unreachable!("params() builds a map")
+    };
+    map.insert("outcome".into(), str_param(outcome).into());
+    map.insert(
+        "limit".into(),
+        ScalarValue::Int64(Some(limit.min(i64::MAX as u64) as i64)).into(),
+    );
+    map.insert(
+        "offset".into(),
+        ScalarValue::Int64(Some(offset.min(i64::MAX as u64) as i64)).into(),
+    );
+    Ok(engine
+        .sql_with_params(catalog::CONVERSATIONS_SQL, ParamValues::Map(map))
+        .await?)
+}
+
 /// The breached SLA targets of a range, one row each (drill-down, report CSV).
 pub async fn sla_breaches(engine: &Engine, req: &MetricRequest) -> Result<Vec<RecordBatch>> {
     let sql = catalog::metric_sql("sla_breaches")

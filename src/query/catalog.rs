@@ -97,3 +97,6 @@ pub fn header(sql: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The row-level drill-down behind charts and headline numbers.
+pub const CONVERSATIONS_SQL: &str = include_str!("../../queries/drilldown/conversations.sql");

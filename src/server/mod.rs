@@ -16,6 +16,7 @@
 //! answer is 503 with `Retry-After`.
 
 pub mod auth;
+pub mod pages;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -84,6 +85,7 @@ struct AppState {
     wal: Wal,
     /// The query session and the lake generation it was opened at.
     engine: Mutex<Option<(u64, Arc<Engine>)>>,
+    dashboards: Vec<(String, pages::Dashboard)>,
     counters: Counters,
     quarantine_seq: AtomicU64,
 }
@@ -147,7 +149,8 @@ fn authorize(state: &AppState, headers: &HeaderMap, needed: Role) -> ApiResult<(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(str::trim)
+        .or_else(|| session_cookie(headers));
     let Some(presented) = presented else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -168,6 +171,20 @@ fn authorize(state: &AppState, headers: &HeaderMap, needed: Role) -> ApiResult<(
             "unknown token",
         )),
     }
+}
+
+const SESSION_COOKIE: &str = "supportlake_session";
+
+/// The token a browser signed in with (see `/signin`).
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.trim())
 }
 
 /// What an ingest route answers once the events are durable.
@@ -474,6 +491,20 @@ fn metric_request(
 }
 
 impl AppState {
+    /// The drill-down rows behind a request.
+    async fn conversation_rows(
+        &self,
+        req: &MetricRequest,
+        outcome: Option<&str>,
+        limit: u64,
+        offset: u64,
+    ) -> ApiResult<(arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>)> {
+        let engine = self.engine().await?;
+        crate::metrics::conversations(&engine, req, outcome, limit, offset)
+            .await
+            .map_err(bad_request)
+    }
+
     /// Runs a metric, counting it for `/metrics`.
     async fn run_metric(&self, req: &MetricRequest) -> ApiResult<crate::metrics::MetricResult> {
         let engine = self.engine().await?;
@@ -550,6 +581,387 @@ async fn chart(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(bad_request)?;
     Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
+}
+
+/// Pages answer a sign-in redirect instead of a JSON 401.
+fn page_auth(s: &AppState, headers: &HeaderMap, here: &str) -> Result<(), Response> {
+    authorize(s, headers, Role::Read).map_err(|_| {
+        let to = format!("/signin?next={}", pages::enc(here));
+        (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
+    })
+}
+
+fn html(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+fn nav(s: &AppState) -> Vec<(String, String)> {
+    s.dashboards
+        .iter()
+        .map(|(n, d)| (n.clone(), d.title.clone()))
+        .collect()
+}
+
+async fn index_page(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = page_auth(&s, &headers, "/") {
+        return r;
+    }
+    let mut body = String::from("<h1>Dashboards</h1><ul>");
+    for (n, d) in &s.dashboards {
+        body.push_str(&format!(
+            "<li><a href=\"/dashboards/{}\">{}</a> — {}</li>",
+            pages::enc(n),
+            pages::esc(&d.title),
+            pages::esc(&d.description)
+        ));
+    }
+    body.push_str("</ul><p><a href=\"/conversations\">Conversations</a></p>");
+    html(pages::frame("Dashboards", &nav(&s), 0, &body))
+}
+
+/// The page's filters with the range filled in from the dashboard's default.
+fn page_filters(
+    q: &BTreeMap<String, String>,
+    range_days: u32,
+    tz: chrono_tz::Tz,
+) -> BTreeMap<String, String> {
+    let mut f: BTreeMap<String, String> = q
+        .iter()
+        .filter(|(k, v)| {
+            ["from", "to", "team", "agent", "channel", "business_hours"].contains(&k.as_str())
+                && !v.is_empty()
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    f.entry("to".into())
+        .or_insert_with(|| (today + chrono::Duration::days(1)).to_string());
+    let to = f["to"].clone();
+    f.entry("from".into()).or_insert_with(|| {
+        chrono::NaiveDate::parse_from_str(&to, "%Y-%m-%d")
+            .map(|d| (d - chrono::Duration::days(i64::from(range_days))).to_string())
+            .unwrap_or_default()
+    });
+    f
+}
+
+fn filter_form(action: &str, f: &BTreeMap<String, String>) -> String {
+    let v = |k: &str| pages::esc(f.get(k).map_or("", String::as_str));
+    format!(
+        "<form class=\"filters\" method=\"get\" action=\"{}\">\
+         <label>From <input name=\"from\" value=\"{}\" size=\"12\"></label>\
+         <label>To <input name=\"to\" value=\"{}\" size=\"12\"></label>\
+         <label>Team <input name=\"team\" value=\"{}\" size=\"10\"></label>\
+         <label>Agent <input name=\"agent\" value=\"{}\" size=\"12\"></label>\
+         <label>Channel <input name=\"channel\" value=\"{}\" size=\"10\"></label>\
+         <label><input type=\"checkbox\" name=\"business_hours\" value=\"true\"{}> business hours</label>\
+         <button type=\"submit\">Apply</button></form>",
+        pages::esc(action),
+        v("from"),
+        v("to"),
+        v("team"),
+        v("agent"),
+        v("channel"),
+        if f.get("business_hours").is_some_and(|b| b == "true") {
+            " checked"
+        } else {
+            ""
+        },
+    )
+}
+
+fn filter_query(f: &BTreeMap<String, String>, extra: &[(&str, &str)]) -> String {
+    let mut pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    pairs.extend_from_slice(extra);
+    pages::query(&pairs)
+}
+
+async fn dashboard_page(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let here = format!("/dashboards/{}", pages::enc(&name));
+    if let Err(r) = page_auth(&s, &headers, &here) {
+        return r;
+    }
+    let Some((_, d)) = s.dashboards.iter().find(|(n, _)| *n == name) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no dashboard named {name:?}"),
+        )
+        .into_response();
+    };
+    let f = page_filters(&q, d.range_days, s.config.timezone);
+    let mut body = format!(
+        "<h1>{}</h1><p>{}</p>",
+        pages::esc(&d.title),
+        pages::esc(&d.description)
+    );
+    body.push_str(&filter_form(&here, &f));
+    let base = metric_request(&s, "wait", &f);
+    let base = match base {
+        Ok(b) => b,
+        Err(e) => {
+            body.push_str(&format!(
+                "<p class=\"error\">{}</p>",
+                pages::esc(&e.message)
+            ));
+            return html(pages::frame(&d.title, &nav(&s), 0, &body));
+        }
+    };
+    // Headline numbers, each beside the same-length period before.
+    let span = base.to - base.from;
+    body.push_str("<div class=\"headlines\">");
+    for (label, metric, outcome) in [
+        ("TME", Metric::Wait, "answered"),
+        ("TMA", Metric::Handle, ""),
+        ("Open now", Metric::OpenConversations, "waiting"),
+        ("SLA", Metric::Sla, ""),
+        ("CSAT", Metric::Csat, ""),
+    ] {
+        let mut req = base.clone();
+        req.metric = metric;
+        req.group_by = None;
+        let now_v = s
+            .run_metric(&req)
+            .await
+            .ok()
+            .as_ref()
+            .and_then(pages::headline);
+        let mut prev = req.clone();
+        prev.from = req.from - span;
+        prev.to = req.from;
+        prev.now = req.from;
+        let before = s
+            .run_metric(&prev)
+            .await
+            .ok()
+            .as_ref()
+            .and_then(pages::headline);
+        let link = format!(
+            "/conversations?{}",
+            filter_query(&f, &[("outcome", outcome)])
+        );
+        body.push_str(&format!(
+            "<a class=\"headline\" href=\"{}\"><div>{label}</div><div class=\"v\">{}</div><div class=\"c\">{}</div></a>",
+            pages::esc(&link),
+            pages::show_value(now_v, metric.unit()),
+            pages::esc(&pages::show_change(now_v, before, metric.unit())),
+        ));
+    }
+    body.push_str("</div>");
+    for p in &d.panels {
+        let mut pq = f.clone();
+        pq.insert("interval".into(), p.interval.clone());
+        if let Some(g) = &p.group_by {
+            pq.insert("group_by".into(), g.clone());
+        }
+        let chart_html = match metric_request(&s, &p.metric, &pq) {
+            Ok(req) => match s.run_metric(&req).await {
+                Ok(r) => pages::inline_chart(&r, p),
+                Err(e) => format!("<p>{}</p>", pages::esc(&e.message)),
+            },
+            Err(e) => format!("<p>{}</p>", pages::esc(&e.message)),
+        };
+        let drill = format!("/conversations?{}", filter_query(&f, &[]));
+        let csv = format!(
+            "/api/v1/conversations?{}",
+            filter_query(&f, &[("format", "csv")])
+        );
+        let json = format!(
+            "/api/v1/metrics/{}?{}",
+            pages::enc(&p.metric),
+            filter_query(&pq, &[])
+        );
+        body.push_str(&format!(
+            "<section class=\"panel\"><h2>{}</h2><a href=\"{}\" title=\"the conversations behind this chart\">{}</a>\
+             <div class=\"links\"><a href=\"{}\">conversations</a><a href=\"{}\">CSV</a><a href=\"{}\">JSON</a></div></section>",
+            pages::esc(&p.title),
+            pages::esc(&drill),
+            chart_html,
+            pages::esc(&drill),
+            pages::esc(&csv),
+            pages::esc(&json),
+        ));
+    }
+    html(pages::frame(&d.title, &nav(&s), d.refresh_seconds, &body))
+}
+
+const PAGE_ROWS: u64 = 200;
+
+async fn conversations_page(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Err(r) = page_auth(&s, &headers, "/conversations") {
+        return r;
+    }
+    let f = page_filters(&q, 7, s.config.timezone);
+    let offset: u64 = q.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+    let outcome = q.get("outcome").filter(|o| !o.is_empty()).cloned();
+    let mut body = String::from("<h1>Conversations</h1>");
+    body.push_str(&filter_form("/conversations", &f));
+    let rows = match metric_request(&s, "wait", &f) {
+        Ok(req) => {
+            s.conversation_rows(&req, outcome.as_deref(), PAGE_ROWS, offset)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match rows {
+        Ok((schema, batches)) => {
+            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+            body.push_str("<table><tr>");
+            for field in schema.fields() {
+                body.push_str(&format!("<th>{}</th>", pages::esc(field.name())));
+            }
+            body.push_str("</tr>");
+            let fmt = arrow::util::display::FormatOptions::default().with_null("");
+            for b in &batches {
+                let cols: Vec<_> = b
+                    .columns()
+                    .iter()
+                    .filter_map(|c| {
+                        arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &fmt).ok()
+                    })
+                    .collect();
+                for r in 0..b.num_rows() {
+                    body.push_str("<tr>");
+                    for c in &cols {
+                        body.push_str(&format!("<td>{}</td>", pages::esc(&c.value(r).to_string())));
+                    }
+                    body.push_str("</tr>");
+                }
+            }
+            body.push_str("</table>");
+            let outcome = outcome.unwrap_or_default();
+            let next = (offset + PAGE_ROWS).to_string();
+            body.push_str(&format!(
+                "<p>{n} rows from {offset}. {}<a href=\"{}\">CSV of all</a></p>",
+                if n as u64 == PAGE_ROWS {
+                    format!(
+                        "<a href=\"{}\">next {PAGE_ROWS}</a> · ",
+                        pages::esc(&format!(
+                            "/conversations?{}",
+                            filter_query(&f, &[("outcome", &outcome), ("offset", &next)])
+                        ))
+                    )
+                } else {
+                    String::new()
+                },
+                pages::esc(&format!(
+                    "/api/v1/conversations?{}",
+                    filter_query(&f, &[("outcome", &outcome), ("format", "csv")])
+                )),
+            ));
+        }
+        Err(e) => body.push_str(&format!("<p>{}</p>", pages::esc(&e.message))),
+    }
+    html(pages::frame("Conversations", &nav(&s), 0, &body))
+}
+
+/// `/api/v1/conversations`: the drill-down rows as JSON (`limit` ≤ 10 000, `offset`) or,
+/// with `format=csv`, as CSV (up to 1 000 000 rows).
+async fn conversations_api(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<Response> {
+    authorize(&s, &headers, Role::Read)?;
+    let req = metric_request(&s, "wait", &q)?;
+    let csv = q.get("format").is_some_and(|f| f == "csv");
+    let num = |k: &str, d: u64| -> ApiResult<u64> {
+        q.get(k).filter(|v| !v.is_empty()).map_or(Ok(d), |v| {
+            v.parse()
+                .map_err(|_| bad_request(format!("{k}: not a number: {v:?}")))
+        })
+    };
+    let limit =
+        num("limit", if csv { 1_000_000 } else { 1000 })?.min(if csv { 1_000_000 } else { 10_000 });
+    let offset = num("offset", 0)?;
+    let outcome = q
+        .get("outcome")
+        .filter(|o| !o.is_empty())
+        .map(String::as_str);
+    let (_, batches) = s.conversation_rows(&req, outcome, limit, offset).await?;
+    let internal = |e: arrow::error::ArrowError| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    };
+    if csv {
+        let mut out = Vec::new();
+        {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            for b in &batches {
+                w.write(b).map_err(internal)?;
+            }
+        }
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"conversations.csv\"",
+                ),
+            ],
+            out,
+        )
+            .into_response());
+    }
+    let mut out = Vec::new();
+    {
+        let mut w = arrow::json::ArrayWriter::new(&mut out);
+        for b in &batches {
+            w.write(b).map_err(internal)?;
+        }
+        w.finish().map_err(internal)?;
+    }
+    if out.is_empty() {
+        out = b"[]".to_vec();
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+async fn signin_form(Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let next = q.get("next").cloned().unwrap_or_else(|| "/".into());
+    let body = format!(
+        "<h1>Sign in</h1><form method=\"post\" action=\"/signin\"><input type=\"hidden\" name=\"next\" value=\"{}\">\
+         <label>Read token <input type=\"password\" name=\"token\" autofocus></label> <button type=\"submit\">Sign in</button></form>",
+        pages::esc(&next)
+    );
+    html(pages::frame("Sign in", &[], 0, &body))
+}
+
+async fn signin(
+    State(s): State<Arc<AppState>>,
+    axum::Form(f): axum::Form<BTreeMap<String, String>>,
+) -> Response {
+    let token = f.get("token").map(String::as_str).unwrap_or_default();
+    let next = f
+        .get("next")
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .cloned()
+        .unwrap_or_else(|| "/".into());
+    match s.tokens.role_of(token.as_bytes()) {
+        Some(role) if role.allows(Role::Read) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, next),
+                (
+                    header::SET_COOKIE,
+                    format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"),
+                ),
+            ],
+        )
+            .into_response(),
+        _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "not a read token")
+            .into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -684,6 +1096,11 @@ fn router(state: Arc<AppState>, max_body: usize, timeout: Duration) -> Router {
         .route("/ingest/events", post(ingest_events))
         .route("/api/v1/metrics/{name}", get(metric))
         .route("/api/v1/charts/{file}", get(chart))
+        .route("/api/v1/conversations", get(conversations_api))
+        .route("/", get(index_page))
+        .route("/dashboards/{name}", get(dashboard_page))
+        .route("/conversations", get(conversations_page))
+        .route("/signin", get(signin_form).post(signin))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
@@ -713,6 +1130,8 @@ pub enum ServeError {
     Listen(SocketAddr, std::io::Error),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Dashboards(String),
 }
 
 /// Runs the server until SIGTERM or Ctrl-C; then drains in-flight requests and flushes the
@@ -738,6 +1157,7 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         key: opts.pseudonym_key,
         wal,
         engine: Mutex::new(None),
+        dashboards: pages::builtin().map_err(ServeError::Dashboards)?,
         counters: Counters::default(),
         quarantine_seq: AtomicU64::new(0),
     });
