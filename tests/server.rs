@@ -78,6 +78,37 @@ impl Server {
     }
 }
 
+/// One HTTP/1.1 request; returns (status, head, body).
+fn http_full(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
 /// One HTTP/1.1 request on a fresh connection; returns (status, body).
 fn http(
     addr: &str,
@@ -390,6 +421,103 @@ fn every_route_by_role_signatures_limits_and_replays() {
     );
     assert_eq!(code, 413);
     assert!(body.contains("\"error\":\"too_large\""), "{body}");
+
+    // Pages: a browser without a session is sent to sign in; a read token signs it in
+    // with an HttpOnly, SameSite cookie; the dashboards render with inline charts and no
+    // external reference.
+    let (code, head, _) = http_full(&s.addr, "GET", "/dashboards/overview", &[], b"");
+    assert_eq!(code, 303);
+    assert!(
+        head.contains("location: /signin?next=%2Fdashboards%2Foverview"),
+        "{head}"
+    );
+    let (code, _, _) = http_full(
+        &s.addr,
+        "POST",
+        "/signin",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        format!("token={INGEST}&next=/").as_bytes(),
+    );
+    assert_eq!(
+        code, 401,
+        "an ingest token does not sign in to the dashboards"
+    );
+    let (code, head, _) = http_full(
+        &s.addr,
+        "POST",
+        "/signin",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        format!("token={READ}&next=/dashboards/sla").as_bytes(),
+    );
+    assert_eq!(code, 303);
+    assert!(
+        head.contains(&format!(
+            "set-cookie: supportlake_session={READ}; HttpOnly; SameSite=Strict; Path=/"
+        )),
+        "{head}"
+    );
+    assert!(head.contains("location: /dashboards/sla"), "{head}");
+    let cookie = format!("supportlake_session={READ}");
+    for page in [
+        "/",
+        "/dashboards/overview?from=2026-11-01&to=2026-11-03",
+        "/dashboards/sla",
+        "/dashboards/agents",
+        "/dashboards/csat",
+        "/conversations?from=2026-11-01&to=2026-11-03",
+    ] {
+        let (code, body) = s.request("GET", page, &[("Cookie", &cookie)], b"");
+        assert_eq!(code, 200, "{page}: {body}");
+        let external = body.replace("http://www.w3.org/2000/svg", "");
+        assert!(
+            !external.contains("http://") && !external.contains("https://"),
+            "{page} refers outside"
+        );
+        if page.starts_with("/dashboards/") {
+            assert!(
+                body.contains("<svg") && body.contains("class=\"headline\""),
+                "{page}"
+            );
+            assert!(
+                body.contains("http-equiv=\"refresh\""),
+                "{page} refreshes itself"
+            );
+        }
+    }
+    let (code, body) = s.request(
+        "GET",
+        "/dashboards/overview?from=2026-11-01&to=2026-11-03",
+        &[("Cookie", &cookie)],
+        b"",
+    );
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("TME") && body.contains("href=\"/conversations?from=2026-11-01"),
+        "{body}"
+    );
+    assert_eq!(
+        s.request("GET", "/dashboards/nope", &[("Cookie", &cookie)], b"")
+            .0,
+        404
+    );
+
+    // Drill-down rows: JSON and CSV, read role.
+    let d = "/api/v1/conversations?from=2026-11-01&to=2026-11-03&format=csv";
+    assert_eq!(
+        s.request("GET", d, &[("Authorization", &bearer(INGEST))], b"")
+            .0,
+        403
+    );
+    let (code, csv) = s.request("GET", d, &[("Authorization", &bearer(READ))], b"");
+    assert_eq!(code, 200);
+    assert!(csv.contains("conversation_id,started_at"), "{csv}");
+    let (code, json) = s.request(
+        "GET",
+        "/api/v1/conversations?from=2026-11-01&to=2026-11-03&limit=x",
+        &[("Authorization", &bearer(READ))],
+        b"",
+    );
+    assert_eq!(code, 400, "{json}");
 
     // Ops.
     assert_eq!(s.request("GET", "/healthz", &[], b"").0, 200);
