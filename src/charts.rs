@@ -207,14 +207,14 @@ where
         chart
             .draw_series(LineSeries::new(
                 vec![(-0.5, t), (n.max(1) as f64 - 0.5, t)],
-                RED.stroke_width(2),
+                BLACK.stroke_width(2),
             ))
             .map_err(err)?
             .label(format!(
                 "target {}",
                 target_label(t * scale, result.unit, unit)
             ))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], RED.stroke_width(2)));
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], BLACK.stroke_width(2)));
     }
     if result.series.len() > 1 || opts.target.is_some() {
         chart

@@ -583,9 +583,10 @@ async fn chart(
     Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
 }
 
-/// Pages answer a sign-in redirect instead of a JSON 401.
-fn page_auth(s: &AppState, headers: &HeaderMap, here: &str) -> Result<(), Response> {
-    authorize(s, headers, Role::Read).map_err(|_| {
+/// Pages answer a sign-in redirect instead of a JSON 401: `Some(redirect)` when the
+/// browser has no read session.
+fn page_auth(s: &AppState, headers: &HeaderMap, here: &str) -> Option<Response> {
+    authorize(s, headers, Role::Read).err().map(|_| {
         let to = format!("/signin?next={}", pages::enc(here));
         (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
     })
@@ -603,7 +604,7 @@ fn nav(s: &AppState) -> Vec<(String, String)> {
 }
 
 async fn index_page(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = page_auth(&s, &headers, "/") {
+    if let Some(r) = page_auth(&s, &headers, "/") {
         return r;
     }
     let mut body = String::from("<h1>Dashboards</h1><ul>");
@@ -683,7 +684,7 @@ async fn dashboard_page(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let here = format!("/dashboards/{}", pages::enc(&name));
-    if let Err(r) = page_auth(&s, &headers, &here) {
+    if let Some(r) = page_auth(&s, &headers, &here) {
         return r;
     }
     let Some((_, d)) = s.dashboards.iter().find(|(n, _)| *n == name) else {
@@ -797,7 +798,7 @@ async fn conversations_page(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if let Err(r) = page_auth(&s, &headers, "/conversations") {
+    if let Some(r) = page_auth(&s, &headers, "/conversations") {
         return r;
     }
     let f = page_filters(&q, 7, s.config.timezone);

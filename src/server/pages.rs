@@ -235,7 +235,7 @@ pub fn frame(title: &str, nav: &[(String, String)], refresh: u32, body: &str) ->
     let mut h = String::new();
     let _ = write!(
         h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — supportlake</title>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>{} — supportlake</title>",
         esc(title)
     );
     if refresh > 0 {
