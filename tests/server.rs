@@ -519,6 +519,63 @@ fn every_route_by_role_signatures_limits_and_replays() {
     );
     assert_eq!(code, 400, "{json}");
 
+    // Live backlog, read role.
+    assert_eq!(s.request("GET", "/api/v1/live", &[], b"").0, 401);
+    let (code, live) = s.request(
+        "GET",
+        "/api/v1/live",
+        &[("Authorization", &bearer(READ))],
+        b"",
+    );
+    assert_eq!(code, 200, "{live}");
+    assert!(
+        live.contains("\"waiting\"") && live.contains("\"teams\""),
+        "{live}"
+    );
+
+    // OpenAPI: every route is described, and every described route exists.
+    let (code, doc) = s.request("GET", "/api/v1/openapi.json", &[], b"");
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&doc).expect("openapi.json is JSON");
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for route in [
+        "/webhooks/whatsapp",
+        "/webhooks/chatwoot",
+        "/ingest/events",
+        "/api/v1/metrics/{name}",
+        "/api/v1/charts/{file}",
+        "/api/v1/conversations",
+        "/api/v1/live",
+        "/api/v1/openapi.json",
+        "/",
+        "/dashboards/{name}",
+        "/conversations",
+        "/signin",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains(&route), "{route} is not in openapi.json");
+    }
+    for path in &paths {
+        let concrete = path.replace("{name}", "wait").replace("{file}", "wait.svg");
+        let method = if doc["paths"][path].get("get").is_some() {
+            "GET"
+        } else {
+            "POST"
+        };
+        let (code, body) = s.request(method, &concrete, &[("Authorization", &bearer(ADMIN))], b"");
+        assert!(
+            !body.contains("\"error\":\"not_found\"") || code != 404 || path.contains('{'),
+            "{path} is described but not routed"
+        );
+    }
+
     // Ops.
     assert_eq!(s.request("GET", "/healthz", &[], b"").0, 200);
     assert_eq!(s.request("GET", "/readyz", &[], b"").0, 200);

@@ -928,6 +928,70 @@ async fn conversations_api(
     Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
 }
 
+/// `/api/v1/live`: the backlog now, per team — open, waiting for a first reply, unassigned,
+/// and the longest current wait.
+async fn live(State(s): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&s, &headers, Role::Read)?;
+    let now = Utc::now();
+    let mut q = BTreeMap::new();
+    q.insert(
+        "from".to_owned(),
+        (now - chrono::Duration::hours(1)).to_rfc3339(),
+    );
+    q.insert(
+        "to".to_owned(),
+        (now + chrono::Duration::seconds(1)).to_rfc3339(),
+    );
+    q.insert("now".to_owned(), now.to_rfc3339());
+    q.insert("interval".to_owned(), "hour".to_owned());
+    q.insert("group_by".to_owned(), "team".to_owned());
+    let req = metric_request(&s, "open_conversations", &q)?;
+    let r = s.run_metric(&req).await?;
+    let mut teams = Vec::new();
+    let (mut open, mut waiting, mut unassigned) = (0u64, 0u64, 0u64);
+    let mut longest: Option<f64> = None;
+    for series in &r.series {
+        // The last bucket is the one sampled now.
+        let Some(p) = series.points.last() else {
+            continue;
+        };
+        if let crate::metrics::rows::Detail::Open {
+            waiting: w,
+            unassigned: u,
+            longest_wait_s,
+        } = &p.detail
+        {
+            let o = p.value.unwrap_or(0.0) as u64;
+            open += o;
+            waiting += w;
+            unassigned += u;
+            longest = match (longest, longest_wait_s) {
+                (Some(a), Some(b)) => Some(a.max(*b)),
+                (a, b) => a.or(*b),
+            };
+            teams.push(serde_json::json!({
+                "team": series.group, "open": o, "waiting": w, "unassigned": u,
+                "longest_wait_s": longest_wait_s,
+            }));
+        }
+    }
+    Ok(axum::Json(serde_json::json!({
+        "at": now.to_rfc3339(),
+        "open": open, "waiting": waiting, "unassigned": unassigned, "longest_wait_s": longest,
+        "teams": teams,
+    }))
+    .into_response())
+}
+
+/// The OpenAPI description of every route (docs/openapi.json, embedded).
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../../docs/openapi.json"),
+    )
+        .into_response()
+}
+
 async fn signin_form(Query(q): Query<BTreeMap<String, String>>) -> Response {
     let next = q.get("next").cloned().unwrap_or_else(|| "/".into());
     let body = format!(
@@ -1098,6 +1162,8 @@ fn router(state: Arc<AppState>, max_body: usize, timeout: Duration) -> Router {
         .route("/api/v1/metrics/{name}", get(metric))
         .route("/api/v1/charts/{file}", get(chart))
         .route("/api/v1/conversations", get(conversations_api))
+        .route("/api/v1/live", get(live))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/", get(index_page))
         .route("/dashboards/{name}", get(dashboard_page))
         .route("/conversations", get(conversations_page))
