@@ -38,7 +38,13 @@ pub const VIEWS: [(&str, &str); 7] = [
 
 /// The views computed once per session and kept in memory (see [`super::cached`]): they are
 /// expensive and read by several other views.
-pub const CACHED_VIEWS: [&str; 3] = ["message_links", "conversation_links", "conversations"];
+pub const CACHED_VIEWS: [&str; 5] = [
+    "message_links",
+    "conversation_links",
+    "conversations",
+    "conversation_intervals",
+    "sla_targets",
+];
 
 /// (metric name, SQL).
 pub const METRICS: [(&str, &str); 13] = [
