@@ -31,4 +31,5 @@ pub mod metrics;
 pub mod charts;
 pub mod generate;
 pub mod server;
+pub mod analyst;
 pub mod cli;

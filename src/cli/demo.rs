@@ -42,6 +42,11 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: std::net::SocketAddr,
 
+    /// Also answer the Postgres protocol here, e.g. 127.0.0.1:5433 (then:
+    /// psql "host=127.0.0.1 port=5433 dbname=supportlake user=demo").
+    #[arg(long, value_name = "ADDR")]
+    pg_listen: Option<std::net::SocketAddr>,
+
     /// Stop after the summary instead of serving.
     #[arg(long)]
     no_serve: bool,
@@ -161,7 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     }
     anyhow::ensure!(
-        args.listen.ip().is_loopback(),
+        args.listen.ip().is_loopback() && args.pg_listen.is_none_or(|a| a.ip().is_loopback()),
         "the demo serves without tokens, so only on a loopback address (not {})",
         args.listen
     );
@@ -177,6 +182,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         wal: crate::lake::wal::WalOptions::default(),
         max_body_bytes: 16 << 20,
         request_timeout: std::time::Duration::from_secs(60),
+        analyst_limits: crate::analyst::Limits::default(),
+        pg_listen: args.pg_listen,
+        pg_tls: None,
     };
     eprintln!("serving the demo lake; Ctrl-C to stop");
     rt.block_on(crate::server::serve(opts))?;

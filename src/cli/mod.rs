@@ -6,6 +6,7 @@ mod generate;
 mod ingest;
 mod metrics;
 pub mod output;
+mod pg;
 mod serve;
 mod sql;
 
@@ -52,6 +53,7 @@ enum Command {
     Metrics(Box<metrics::Args>),
     Generate(generate::Args),
     Serve(serve::Args),
+    Pg(pg::Args),
     Keygen(KeygenArgs),
 }
 
@@ -124,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Metrics(args) => metrics::run(*args),
         Command::Generate(args) => generate::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Pg(args) => pg::run(args),
         Command::Keygen(_) => {
             println!("{}", crate::pseudonym::generate_key_hex());
             Ok(EXIT_OK)

@@ -31,7 +31,13 @@ use crate::server::{ServerOptions, serve};
 /// With no tokens the server refuses to listen anywhere but loopback.
 ///
 /// Routes: GET|POST /webhooks/whatsapp, POST /webhooks/chatwoot, POST /ingest/events
-/// [ingest], GET /api/v1/metrics/{name} [read], /healthz, /readyz, /metrics.
+/// [ingest], GET /api/v1/metrics/{name}, /api/v1/charts/{name}.svg|png,
+/// /api/v1/conversations, /api/v1/live, POST /api/v1/sql [read], the dashboards at /,
+/// /healthz, /readyz, /metrics; /api/v1/openapi.json describes them all.
+///
+/// Analysts: POST /api/v1/sql takes one read-only SQL statement; --pg-listen also answers
+/// the Postgres protocol (database "supportlake", a read token as password). Both run in
+/// the analyst sandbox (--sql-* flags); see docs/sql.md.
 ///
 /// Example:
 ///   SUPPORTLAKE_TOKENS="read:$(openssl rand -hex 16),ingest:$(openssl rand -hex 16)" \
@@ -52,6 +58,17 @@ pub struct Args {
     /// How often the write-ahead log is flushed into Parquet, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub flush_interval: f64,
+    /// Also answer the Postgres wire protocol here (e.g. 127.0.0.1:5433).
+    #[arg(long, value_name = "ADDR")]
+    pub pg_listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM) for the Postgres listener.
+    #[arg(long, value_name = "FILE", requires = "pg_tls_key")]
+    pub pg_tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the Postgres listener.
+    #[arg(long, value_name = "FILE", requires = "pg_tls_cert")]
+    pub pg_tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub sandbox: super::pg::SandboxArgs,
     /// fsync every request on its own instead of in groups (only to measure what group
     /// commit gains; never in production).
     #[arg(long, hide = true)]
@@ -105,6 +122,9 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         },
         max_body_bytes: args.max_body,
         request_timeout: Duration::from_secs(60),
+        analyst_limits: args.sandbox.limits()?,
+        pg_listen: args.pg_listen,
+        pg_tls: args.pg_tls_cert.clone().zip(args.pg_tls_key.clone()),
     })
 }
 

@@ -9,7 +9,11 @@
 //! - `POST /ingest/events` [ingest] — agent-log JSON Lines; answers a receipt.
 //! - `GET /api/v1/metrics/{name}` [read] — the JSON of `supportlake metrics --format json`.
 //! - `GET /api/v1/charts/{name}.svg|.png` [read] — the same metric drawn ([`crate::charts`]).
+//! - `POST /api/v1/sql` [read] — one read-only SQL statement, in the analyst sandbox
+//!   ([`crate::analyst`]); JSON, CSV, Arrow IPC or Parquet.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text).
+//!
+//! With `pg_listen` set, the same sandbox also answers the Postgres wire protocol.
 //!
 //! Every error answers `{"error": "<code>", "message": "<text>"}`. A 2xx on an ingest route
 //! means the events are fsynced in the write-ahead log; when the log cannot take them the
@@ -35,6 +39,8 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+use crate::analyst::encode::{ResultFormat, encode as encode_result};
+use crate::analyst::{Analyst, EngineSource, SandboxError};
 use crate::charts;
 use crate::config::Config;
 use crate::event::EventBatchBuilder;
@@ -62,6 +68,12 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// Longest a request may take (408 beyond).
     pub request_timeout: Duration,
+    /// The analyst sandbox's bounds (`POST /api/v1/sql` and the Postgres protocol).
+    pub analyst_limits: crate::analyst::Limits,
+    /// Where to answer the Postgres wire protocol, if anywhere.
+    pub pg_listen: Option<SocketAddr>,
+    /// TLS certificate and key (PEM) for the Postgres listener.
+    pub pg_tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 #[derive(Default)]
@@ -88,6 +100,18 @@ struct AppState {
     dashboards: Vec<(String, pages::Dashboard)>,
     counters: Counters,
     quarantine_seq: AtomicU64,
+    analyst: Arc<Analyst>,
+}
+
+/// The analyst sessions read the server's current engine.
+struct StateEngine(std::sync::Weak<AppState>);
+
+#[async_trait::async_trait]
+impl EngineSource for StateEngine {
+    async fn engine(&self) -> Result<Arc<Engine>, String> {
+        let state = self.0.upgrade().ok_or("the server is stopping")?;
+        state.engine().await.map_err(|e| e.message)
+    }
 }
 
 /// An error answer: `{"error": code, "message": text}`.
@@ -984,6 +1008,93 @@ async fn live(State(s): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<R
 }
 
 /// The OpenAPI description of every route (docs/openapi.json, embedded).
+impl From<SandboxError> for ApiError {
+    fn from(e: SandboxError) -> Self {
+        let status = match &e {
+            SandboxError::TooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            SandboxError::NotAllowed(_) => StatusCode::FORBIDDEN,
+            SandboxError::TooDeep { .. }
+            | SandboxError::Parse(_)
+            | SandboxError::MultipleStatements(_)
+            | SandboxError::Plan(_) => StatusCode::BAD_REQUEST,
+            SandboxError::Memory(_)
+            | SandboxError::TooManyRows(_)
+            | SandboxError::TooManyBytes(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SandboxError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            SandboxError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SandboxError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut a = ApiError::new(status, e.code(), e.to_string());
+        if matches!(e, SandboxError::Busy(_)) {
+            a.retry_after = Some(2);
+        }
+        a
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SqlBody {
+    sql: String,
+}
+
+/// `POST /api/v1/sql` [read]: the body is one SQL statement (plain text, or JSON
+/// `{"sql": "…"}`); the answer is JSON unless `format=` (json, csv, arrow, parquet) or the
+/// `Accept` header asks for another.
+async fn sql_api(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&s, &headers, Role::Read)?;
+    let format = match q.get("format") {
+        Some(name) => ResultFormat::from_name(name).ok_or_else(|| {
+            bad_request(format!(
+                "format={name}: expected json, csv, arrow or parquet"
+            ))
+        })?,
+        None => ResultFormat::from_accept(
+            headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+        )
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "not_acceptable",
+                "Accept: expected application/json, text/csv, application/vnd.apache.arrow.stream or application/vnd.apache.parquet",
+            )
+        })?,
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let sql = if is_json {
+        serde_json::from_slice::<SqlBody>(&body)
+            .map_err(|e| bad_request(format!("body: expected {{\"sql\": \"…\"}}: {e}")))?
+            .sql
+    } else {
+        String::from_utf8(body.to_vec())
+            .map_err(|e| bad_request(format!("body: the SQL is not UTF-8: {e}")))?
+    };
+    let started = Instant::now();
+    let out = s.analyst.query(&sql).await?;
+    s.counters.query_count.fetch_add(1, Ordering::Relaxed);
+    s.counters
+        .query_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    let rows = out.rows;
+    let bytes = encode_result(&out, format)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+    let mut r = (StatusCode::OK, bytes).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    r.headers_mut()
+        .insert("x-supportlake-rows", HeaderValue::from(rows as u64));
+    Ok(r)
+}
+
 async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -1163,6 +1274,7 @@ fn router(state: Arc<AppState>, max_body: usize, timeout: Duration) -> Router {
         .route("/api/v1/charts/{file}", get(chart))
         .route("/api/v1/conversations", get(conversations_api))
         .route("/api/v1/live", get(live))
+        .route("/api/v1/sql", post(sql_api))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/", get(index_page))
         .route("/dashboards/{name}", get(dashboard_page))
@@ -1199,6 +1311,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Dashboards(String),
+    #[error("Postgres TLS: {0}")]
+    Tls(String),
 }
 
 /// Runs the server until SIGTERM or Ctrl-C; then drains in-flight requests and flushes the
@@ -1214,6 +1328,7 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
             .await
             .map_err(|e| WalError::Failed(e.to_string()))??
     };
+    let analyst = Analyst::new(opts.analyst_limits.clone(), Arc::clone(&opts.config))?;
     let state = Arc::new(AppState {
         paths: opts.lake.clone(),
         config: opts.config,
@@ -1227,7 +1342,32 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         dashboards: pages::builtin().map_err(ServeError::Dashboards)?,
         counters: Counters::default(),
         quarantine_seq: AtomicU64::new(0),
+        analyst: Arc::clone(&analyst),
     });
+    analyst.set_source(Arc::new(StateEngine(Arc::downgrade(&state))));
+    if let Some(pg_addr) = opts.pg_listen {
+        if state.tokens.is_empty() && !pg_addr.ip().is_loopback() {
+            return Err(ServeError::OpenWithoutTokens(pg_addr));
+        }
+        let tls = match &opts.pg_tls {
+            Some((cert, key)) => {
+                Some(crate::analyst::pg::tls_acceptor(cert, key).map_err(ServeError::Tls)?)
+            }
+            None => None,
+        };
+        let listener = tokio::net::TcpListener::bind(pg_addr)
+            .await
+            .map_err(|e| ServeError::Listen(pg_addr, e))?;
+        let bound = listener.local_addr()?;
+        println!("listening on postgres://{bound}/supportlake");
+        let tokens = state.tokens.clone();
+        let analyst = Arc::clone(&analyst);
+        tokio::spawn(async move {
+            if let Err(e) = crate::analyst::pg::serve(listener, analyst, tokens, tls).await {
+                warn!(error = %e, "the Postgres listener stopped");
+            }
+        });
+    }
     if state.tokens.is_empty() {
         warn!(
             "no tokens configured (SUPPORTLAKE_TOKENS): listening on loopback only, every route open"

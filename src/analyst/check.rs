@@ -1,0 +1,354 @@
+//! The checks an analyst's SQL passes before anything plans it.
+//!
+//! In order: the length cap (on the raw text), the parse (one statement, with the parser's
+//! own recursion limit), the expression-depth cap (on the parsed tree), and the statement
+//! kind — a query, an `EXPLAIN` of one, or one of the harmless session statements that
+//! Postgres clients send when they connect.
+//!
+//! The tree is walked on a thread with a large stack: a long chain like `1+1+…+1` parses
+//! without recursion but is as deep as it is long, and measuring it must not overflow the
+//! stack of a server thread.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{
+    Expr, Query, Set, SetExpr, Statement, Visit, Visitor, visit_expressions,
+};
+use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect, PostgreSqlDialect};
+
+use super::{Limits, SandboxError};
+
+/// Which SQL dialect the text is parsed in: the HTTP path uses DataFusion's own (as
+/// `supportlake sql` does), the Postgres wire path the Postgres one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlDialect {
+    Generic,
+    Postgres,
+}
+
+/// What an accepted statement is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A query (or `EXPLAIN` of one): planned and run under the limits.
+    Query,
+    /// A session statement a Postgres client sends at connect time (`SET application_name`,
+    /// `BEGIN`, `SHOW …`): answered without touching the engine's settings.
+    Session,
+}
+
+/// Session variables a client may `SET`: they change how this connection's results are
+/// shown, never what the engine may do.
+const CLIENT_SETTINGS: &[&str] = &[
+    "application_name",
+    "bytea_output",
+    "client_encoding",
+    "client_min_messages",
+    "datestyle",
+    "extra_float_digits",
+    "intervalstyle",
+    "lc_messages",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
+    "search_path",
+    "standard_conforming_strings",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "timezone",
+];
+
+/// Runs every check on `sql`; on success returns the parsed statement (DataFusion's, which
+/// also knows its own extensions such as `CREATE EXTERNAL TABLE` and `COPY … TO`, so they
+/// are refused by name) and its kind.
+///
+/// The parse and the walk run on their own thread with a large stack (see the module
+/// documentation); the caller waits for it.
+pub fn check(
+    sql: &str,
+    dialect: SqlDialect,
+    limits: &Limits,
+) -> Result<(DFStatement, Kind), SandboxError> {
+    if sql.len() > limits.max_sql_bytes {
+        return Err(SandboxError::TooLong {
+            bytes: sql.len(),
+            max: limits.max_sql_bytes,
+        });
+    }
+    let sql = sql.to_owned();
+    let max_depth = limits.max_depth;
+    std::thread::Builder::new()
+        .name("sql-check".into())
+        .stack_size(256 << 20)
+        .spawn(move || check_on_this_thread(&sql, dialect, max_depth))
+        .map_err(|e| SandboxError::Internal(format!("cannot start the SQL check: {e}")))?
+        .join()
+        .map_err(|_| SandboxError::Internal("the SQL check failed".into()))?
+}
+
+fn check_on_this_thread(
+    sql: &str,
+    dialect: SqlDialect,
+    max_depth: usize,
+) -> Result<(DFStatement, Kind), SandboxError> {
+    let generic = GenericDialect {};
+    let postgres = PostgreSqlDialect {};
+    let d: &dyn Dialect = match dialect {
+        SqlDialect::Generic => &generic,
+        SqlDialect::Postgres => &postgres,
+    };
+    let mut statements = DFParserBuilder::new(sql)
+        .with_dialect(d)
+        .with_recursion_limit(max_depth.max(8))
+        .build()
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| SandboxError::Parse(e.strip_backtrace()))?;
+    let statement = match statements.len() {
+        0 => {
+            return Err(SandboxError::Parse(
+                "the body holds no SQL statement".into(),
+            ));
+        }
+        1 => statements
+            .pop_front()
+            .unwrap_or_else(|| unreachable!("one statement")),
+        n => return Err(SandboxError::MultipleStatements(n)),
+    };
+    let depth = df_depth(&statement);
+    if depth > max_depth {
+        return Err(SandboxError::TooDeep {
+            depth,
+            max: max_depth,
+        });
+    }
+    let kind = df_kind(&statement)?;
+    Ok((statement, kind))
+}
+
+fn df_depth(statement: &DFStatement) -> usize {
+    match statement {
+        DFStatement::Statement(s) => depth(s),
+        DFStatement::Explain(e) => df_depth(&e.statement),
+        _ => 0,
+    }
+}
+
+fn df_kind(statement: &DFStatement) -> Result<Kind, SandboxError> {
+    match statement {
+        DFStatement::Statement(s) => kind(s),
+        DFStatement::Explain(e) => match df_kind(&e.statement)? {
+            Kind::Query => Ok(Kind::Query),
+            Kind::Session => Err(SandboxError::NotAllowed(
+                "EXPLAIN of anything but a query".into(),
+            )),
+        },
+        DFStatement::CreateExternalTable(_) => {
+            Err(SandboxError::NotAllowed("CREATE EXTERNAL TABLE".into()))
+        }
+        DFStatement::CopyTo(_) => Err(SandboxError::NotAllowed("COPY".into())),
+        DFStatement::Reset(_) => Err(SandboxError::NotAllowed("RESET".into())),
+    }
+}
+
+/// How deeply expressions and queries nest in the statement.
+pub fn depth(statement: &Statement) -> usize {
+    struct Depth {
+        now: usize,
+        max: usize,
+    }
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.now += 1;
+            self.max = self.max.max(self.now);
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.now -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.now += 1;
+            self.max = self.max.max(self.now);
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.now -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = Depth { now: 0, max: 0 };
+    let _ = statement.visit(&mut v);
+    v.max
+}
+
+/// Whether the statement may run, and as what.
+pub fn kind(statement: &Statement) -> Result<Kind, SandboxError> {
+    let refuse = |what: &str| Err(SandboxError::NotAllowed(what.to_owned()));
+    match statement {
+        Statement::Query(q) => {
+            if let SetExpr::Select(s) = q.body.as_ref()
+                && s.into.is_some()
+            {
+                return refuse("SELECT … INTO");
+            }
+            Ok(Kind::Query)
+        }
+        Statement::Explain { statement, .. } => match statement.as_ref() {
+            Statement::Query(_) => Ok(Kind::Query),
+            _ => refuse("EXPLAIN of anything but a query"),
+        },
+        Statement::Set(set) => match set {
+            Set::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = variable.to_string().to_lowercase();
+                let literal = values.iter().all(|v| {
+                    matches!(
+                        v,
+                        Expr::Value(_) | Expr::Identifier(_) | Expr::UnaryOp { .. }
+                    )
+                });
+                if CLIENT_SETTINGS.contains(&name.as_str()) && literal {
+                    Ok(Kind::Session)
+                } else {
+                    refuse(&format!(
+                        "SET {name} (only client display settings such as application_name or DateStyle may be set)"
+                    ))
+                }
+            }
+            Set::SetTimeZone { .. }
+            | Set::SetNames { .. }
+            | Set::SetNamesDefault {}
+            | Set::SetTransaction { .. } => Ok(Kind::Session),
+            _ => refuse("this SET statement"),
+        },
+        Statement::ShowVariable { .. }
+        | Statement::ShowStatus { .. }
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Discard { .. }
+        | Statement::Deallocate { .. }
+        | Statement::Fetch { .. }
+        | Statement::Close { .. } => Ok(Kind::Session),
+        // psql's FETCH_COUNT mode: a cursor over a query.
+        Statement::Declare { stmts } => {
+            if stmts.iter().all(|d| d.for_query.is_some()) {
+                Ok(Kind::Session)
+            } else {
+                refuse("DECLARE of anything but a cursor over a query")
+            }
+        }
+        Statement::Copy { .. } | Statement::CopyIntoSnowflake { .. } => refuse("COPY"),
+        Statement::CreateTable { .. }
+        | Statement::CreateView { .. }
+        | Statement::CreateIndex { .. }
+        | Statement::CreateSchema { .. }
+        | Statement::CreateDatabase { .. }
+        | Statement::CreateFunction { .. } => refuse("CREATE"),
+        Statement::Insert { .. }
+        | Statement::Update { .. }
+        | Statement::Delete { .. }
+        | Statement::Merge { .. }
+        | Statement::Truncate { .. } => refuse("writing to a table"),
+        Statement::Drop { .. } | Statement::AlterTable { .. } => refuse("DDL"),
+        other => {
+            let text = other.to_string();
+            let word: String = text
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            refuse(&word)
+        }
+    }
+}
+
+/// Every expression of the statement, in order (for tests and diagnostics).
+pub fn expression_count(statement: &Statement) -> usize {
+    let mut n = 0usize;
+    let _ = visit_expressions(statement, |_| {
+        n += 1;
+        ControlFlow::<()>::Continue(())
+    });
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    #[test]
+    fn accepts_queries_and_client_session_statements() {
+        let ok = [
+            ("SELECT 1", Kind::Query),
+            ("WITH x AS (SELECT 1 AS a) SELECT a FROM x", Kind::Query),
+            ("EXPLAIN SELECT 1", Kind::Query),
+            ("SET application_name = 'psql'", Kind::Session),
+            ("SET extra_float_digits = 3", Kind::Session),
+            ("SET TIME ZONE 'UTC'", Kind::Session),
+            ("BEGIN", Kind::Session),
+            ("SHOW server_version", Kind::Session),
+        ];
+        for (sql, want) in ok {
+            let (_, kind) = check(sql, SqlDialect::Postgres, &limits())
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            assert_eq!(kind, want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn refuses_writes_settings_and_several_statements() {
+        let bad = [
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+            "COPY (SELECT 1) TO '/tmp/x.csv'",
+            "INSERT INTO events VALUES (1)",
+            "DROP TABLE events",
+            "SET datafusion.runtime.memory_limit = '100G'",
+            "SET datafusion.execution.target_partitions = 64",
+            "SELECT 1; SELECT 2",
+            "CREATE VIEW v AS SELECT 1",
+            "SELECT * INTO t2 FROM events",
+        ];
+        for sql in bad {
+            assert!(
+                check(sql, SqlDialect::Generic, &limits()).is_err(),
+                "{sql} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn caps_length_and_depth_before_planning() {
+        let long = format!("SELECT '{}'", "x".repeat(limits().max_sql_bytes));
+        assert!(matches!(
+            check(&long, SqlDialect::Generic, &limits()),
+            Err(SandboxError::TooLong { .. })
+        ));
+        // A chain parses without recursion but is as deep as it is long.
+        let chain = format!("SELECT {}1", "1+".repeat(20_000));
+        assert!(matches!(
+            check(&chain, SqlDialect::Generic, &limits()),
+            Err(SandboxError::TooDeep { .. })
+        ));
+        let nested = format!("SELECT {}1{}", "(".repeat(5_000), ")".repeat(5_000));
+        assert!(check(&nested, SqlDialect::Generic, &limits()).is_err());
+        // An ordinary query is well inside the caps.
+        let (s, _) = check(
+            "SELECT team, count(*) FROM conversations WHERE team IN ('a','b') GROUP BY team",
+            SqlDialect::Generic,
+            &limits(),
+        )
+        .expect("ordinary query");
+        let DFStatement::Statement(s) = s else {
+            panic!("a plain statement")
+        };
+        assert!(depth(&s) < 10 && expression_count(&s) > 3);
+    }
+}

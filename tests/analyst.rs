@@ -1,0 +1,525 @@
+//! Analyst access through its real paths: `POST /api/v1/sql` (every format, every role),
+//! the Postgres protocol with real clients (psql, psycopg) agreeing with the metrics API
+//! and with DuckDB on the Parquet, and the sandbox against hostile SQL on both paths.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin, generate, ingest, source_files};
+
+const READ: &str = "read-token-0123456789abcdef";
+const INGEST: &str = "ingest-token-0123456789abcdef";
+const FROM: &str = "2026-11-02T00:00:00Z";
+const TO: &str = "2026-11-05T00:00:00Z";
+
+struct Server {
+    child: Child,
+    http: String,
+    pg_port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A generated lake of three days (from 2026-11-02) and a 24x7 UTC config.
+fn lake(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    generate(&data, 3, 60, 7);
+    let lake = dir.join("lake");
+    let (code, receipt) = ingest(&lake, &source_files(&data));
+    assert_eq!(code, 0, "{receipt}");
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "timezone = \"UTC\"\n").unwrap();
+    (lake, config)
+}
+
+fn start(lake: &Path, config: &Path, extra: &[&str]) -> Server {
+    let mut child = bin()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--pg-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--lake")
+        .arg(lake)
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .env("SUPPORTLAKE_TOKENS", format!("read:{READ},ingest:{INGEST}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("serve starts");
+    let (mut http, mut pg) = (None, None);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while http.is_none() || pg.is_none() {
+        let line = lines
+            .next()
+            .expect("serve announces both addresses")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("listening on http://") {
+            http = Some(a.to_owned());
+        } else if let Some(a) = line.strip_prefix("listening on postgres://") {
+            let port = a.split('/').next().unwrap().rsplit(':').next().unwrap();
+            pg = Some(port.parse().unwrap());
+        }
+    }
+    Server {
+        child,
+        http: http.unwrap(),
+        pg_port: pg.unwrap(),
+    }
+}
+
+/// One HTTP/1.1 request; returns (status, headers, body bytes).
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+}
+
+fn sql(
+    addr: &str,
+    token: Option<&str>,
+    query: &str,
+    extra: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = extra.to_vec();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    request(addr, "POST", "/api/v1/sql", &headers, query.as_bytes())
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+#[test]
+fn sql_over_http_every_format_and_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = lake(dir.path());
+    let s = start(&lake, &config, &[]);
+    let q = "SELECT kind, count(*) AS n FROM events GROUP BY kind ORDER BY kind";
+
+    // Roles: none, wrong role, right role.
+    assert_eq!(sql(&s.http, None, q, &[]).0, 401);
+    assert_eq!(sql(&s.http, Some(INGEST), q, &[]).0, 403);
+    assert_eq!(sql(&s.http, Some("nope"), q, &[]).0, 401);
+    let (code, head, body) = sql(&s.http, Some(READ), q, &[]);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
+    let j = json(&body);
+    assert_eq!(j["columns"][0]["name"], "kind");
+    assert_eq!(j["columns"][1]["type"], "Int64");
+    let rows = j["rows"].as_array().unwrap();
+    let total: i64 = rows.iter().map(|r| r["n"].as_i64().unwrap()).sum();
+    assert_eq!(j["row_count"].as_u64().unwrap() as usize, rows.len());
+    // The same count as the CLI over the same lake.
+    let cli = common::sql_csv(&lake, "SELECT count(*) FROM events");
+    assert_eq!(cli.lines().nth(1).unwrap().parse::<i64>().unwrap(), total);
+
+    // JSON body form.
+    let body = serde_json::json!({ "sql": q }).to_string();
+    let (code, _, b) = sql(
+        &s.http,
+        Some(READ),
+        &body,
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(json(&b)["rows"], j["rows"]);
+
+    // CSV by format= and by Accept.
+    for extra in [vec![], vec![("Accept", "text/csv")]] {
+        let path = if extra.is_empty() {
+            "/api/v1/sql?format=csv"
+        } else {
+            "/api/v1/sql"
+        };
+        let auth = format!("Bearer {READ}");
+        let mut h = extra.clone();
+        h.push(("Authorization", &auth));
+        let (code, head, b) = request(&s.http, "POST", path, &h, q.as_bytes());
+        assert_eq!(code, 200);
+        assert!(head.to_ascii_lowercase().contains("text/csv"));
+        let text = String::from_utf8(b).unwrap();
+        assert_eq!(text.lines().next(), Some("kind,n"));
+        assert_eq!(text.lines().count(), rows.len() + 1);
+    }
+
+    // Arrow IPC stream, read back with the arrow reader.
+    let (code, _, b) = sql(
+        &s.http,
+        Some(READ),
+        q,
+        &[("Accept", "application/vnd.apache.arrow.stream")],
+    );
+    assert_eq!(code, 200);
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(b), None).unwrap();
+    let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(n, rows.len());
+
+    // Parquet, read back with the parquet reader.
+    let (code, _, b) = sql(
+        &s.http,
+        Some(READ),
+        q,
+        &[("Accept", "application/vnd.apache.parquet")],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(&b[..4], b"PAR1");
+    let file = dir.path().join("result.parquet");
+    std::fs::write(&file, &b).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&file).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(n, rows.len());
+
+    // Unknown format, unknown Accept.
+    assert_eq!(
+        request(
+            &s.http,
+            "POST",
+            "/api/v1/sql?format=xml",
+            &[("Authorization", &format!("Bearer {READ}"))],
+            q.as_bytes()
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        sql(&s.http, Some(READ), q, &[("Accept", "image/png")]).0,
+        406
+    );
+    // The views of the metrics layer are there; the error of a bad query names the problem.
+    let (code, _, b) = sql(
+        &s.http,
+        Some(READ),
+        "SELECT count(*) AS n FROM sla_targets",
+        &[],
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&b));
+    let (code, _, b) = sql(&s.http, Some(READ), "SELECT nope FROM events", &[]);
+    assert_eq!(code, 400);
+    let e = json(&b);
+    assert_eq!(e["error"], "sql_error");
+    assert!(e["message"].as_str().unwrap().contains("nope"), "{e}");
+}
+
+#[test]
+fn psql_psycopg_and_duckdb_agree_with_the_metrics_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = lake(dir.path());
+    let s = start(&lake, &config, &[]);
+    let script = common::manifest_dir().join("tests/analyst/pg_check.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(s.pg_port.to_string())
+        .arg(READ)
+        .arg(&s.http)
+        .arg(&lake)
+        .arg(&config)
+        .args([FROM, TO])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pg_check.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(summary["wait_count"].as_u64().unwrap() >= 10, "{summary}");
+}
+
+fn psql(port: u16, query: &str) -> (bool, String) {
+    let out = Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={port} dbname=supportlake user=x sslmode=disable"
+        ))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query])
+        .env("PGPASSWORD", READ)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn agent_line(id: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","ts":"2026-11-03T12:00:00Z","type":"conversation.opened","conversation_id":"hostile-{id}","customer":"+55 11 98765-4321","channel":"whatsapp"}}"#
+    )
+}
+
+/// (what, SQL, accepted answers as (status, error code)).
+type Case = (&'static str, String, Vec<(u16, &'static str)>);
+
+#[test]
+fn hostile_queries_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = lake(dir.path());
+    let s = start(
+        &lake,
+        &config,
+        &[
+            "--sql-timeout",
+            "3",
+            "--sql-memory",
+            "64",
+            "--sql-max-rows",
+            "10000",
+            "--sql-concurrency",
+            "2",
+            "--flush-interval",
+            "0.2",
+        ],
+    );
+    let sentinel = dir.path().join("written-by-sql");
+    let s_path = sentinel.display().to_string();
+    let deep_chain = format!("SELECT {}1", "1+".repeat(10_000));
+    let deep_parens = format!("SELECT {}1{}", "(".repeat(2_000), ")".repeat(2_000));
+    let deep_subqueries = format!(
+        "SELECT * FROM {}(SELECT 1 AS a){}",
+        "(SELECT * FROM ".repeat(100),
+        " AS t)".repeat(100)
+    );
+    let huge = format!("SELECT '{}'", "x".repeat(100_000));
+    let wide_in = format!(
+        "SELECT count(*) FROM events WHERE event_id IN ({})",
+        (0..20_000)
+            .map(|i| format!("'{i}'"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    // (what, SQL, accepted answers as (status, error code)).
+    let cases: Vec<Case> = vec![
+        ("COPY a query to a file", format!("COPY (SELECT 1) TO '{s_path}.csv'"), vec![(403, "sql_not_allowed")]),
+        ("COPY a table to a file", format!("COPY events TO '{s_path}.parquet'"), vec![(403, "sql_not_allowed")]),
+        ("external table over /etc/passwd", "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'".into(), vec![(403, "sql_not_allowed")]),
+        ("external table to write", format!("CREATE EXTERNAL TABLE w (a INT) STORED AS CSV LOCATION '{s_path}/'"), vec![(403, "sql_not_allowed")]),
+        ("a file path as a table", "SELECT * FROM '/etc/passwd'".into(), vec![(400, "sql_error")]),
+        ("read_parquet", "SELECT * FROM read_parquet('/etc/passwd')".into(), vec![(400, "sql_error")]),
+        ("read_csv", "SELECT * FROM read_csv('/etc/passwd')".into(), vec![(400, "sql_error")]),
+        ("parquet_metadata", "SELECT * FROM parquet_metadata('/etc/passwd')".into(), vec![(400, "sql_error")]),
+        ("INSERT", "INSERT INTO settings VALUES ('x', 'y', 1, 1, 1)".into(), vec![(403, "sql_not_allowed")]),
+        ("INSERT … SELECT into a file table", format!("INSERT INTO '{s_path}' SELECT 1"), vec![(403, "sql_not_allowed")]),
+        ("DELETE", "DELETE FROM events".into(), vec![(403, "sql_not_allowed")]),
+        ("UPDATE", "UPDATE events SET kind = 'x'".into(), vec![(403, "sql_not_allowed")]),
+        ("DROP", "DROP TABLE events".into(), vec![(403, "sql_not_allowed")]),
+        ("CREATE TABLE AS", "CREATE TABLE t AS SELECT 1".into(), vec![(403, "sql_not_allowed")]),
+        ("CREATE VIEW", "CREATE VIEW v AS SELECT 1".into(), vec![(403, "sql_not_allowed")]),
+        ("SELECT INTO", "SELECT * INTO t2 FROM settings".into(), vec![(403, "sql_not_allowed")]),
+        ("SET a planner setting", "SET datafusion.execution.target_partitions = 64".into(), vec![(403, "sql_not_allowed")]),
+        ("SET the memory limit", "SET datafusion.runtime.memory_limit = '100G'".into(), vec![(403, "sql_not_allowed")]),
+        ("SHOW over HTTP", "SHOW datafusion.runtime.memory_limit".into(), vec![(403, "sql_not_allowed")]),
+        ("two statements", "SELECT 1; SELECT 2".into(), vec![(400, "sql_multiple_statements")]),
+        ("a query then DDL", "SELECT 1; DROP TABLE events".into(), vec![(400, "sql_multiple_statements")]),
+        ("empty body", String::new(), vec![(400, "sql_parse")]),
+        ("100 KB of SQL", huge, vec![(413, "sql_too_long")]),
+        ("a 10 000-term chain", deep_chain, vec![(400, "sql_too_deep")]),
+        ("2 000 nested parentheses", deep_parens, vec![(400, "sql_too_deep"), (400, "sql_parse")]),
+        ("100 nested subqueries", deep_subqueries, vec![(400, "sql_too_deep"), (400, "sql_parse")]),
+        ("an IN list of 20 000 items", wide_in, vec![(413, "sql_too_long")]),
+        ("a 2 GB string", "SELECT repeat('x', 2000000000)".into(), vec![(400, "sql_error")]),
+        ("a 400 MB emoji string", "SELECT length(repeat('😀', 100000000))".into(), vec![(400, "sql_error")]),
+        ("a 1 G-character pad", "SELECT lpad('', 1000000000)".into(), vec![(400, "sql_error")]),
+        ("a list of 10 G integers", "SELECT range(1, 10000000000)".into(), vec![(400, "sql_error")]),
+        ("a list of 1 G copies", "SELECT array_repeat(1, 1000000000)".into(), vec![(400, "sql_error")]),
+        ("a per-minute series over 10 000 years", "SELECT generate_series(TIMESTAMP '2000-01-01', TIMESTAMP '9999-01-01', INTERVAL '1 minute')".into(), vec![(400, "sql_error")]),
+        ("replace that multiplies", "SELECT length(replace(repeat('a', 60000), 'a', repeat('b', 60000)))".into(), vec![(400, "sql_error")]),
+        ("cross join of range()", "SELECT count(*) FROM range(1000000) a, range(1000000) b".into(), vec![(504, "query_timeout")]),
+        ("a long count", "SELECT count(*) FROM range(100000000000)".into(), vec![(504, "query_timeout")]),
+        ("100 M rows back", "SELECT * FROM range(100000000)".into(), vec![(422, "result_too_large")]),
+        ("10 G series rows back", "SELECT * FROM generate_series(1, 10000000000)".into(), vec![(422, "result_too_large")]),
+        ("a 100 M-group aggregate", "SELECT value % 100000000 AS k, count(*) FROM range(100000000) GROUP BY k".into(), vec![(422, "query_memory"), (504, "query_timeout"), (422, "result_too_large")]),
+        ("string_agg of 100 M values", "SELECT length(string_agg(CAST(value AS VARCHAR), ',')) FROM range(100000000)".into(), vec![(422, "query_memory"), (504, "query_timeout"), (400, "sql_error")]),
+        ("unbounded recursion", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r".into(), vec![(422, "query_memory"), (504, "query_timeout"), (400, "sql_error")]),
+        ("EXPLAIN ANALYZE of a long query", "EXPLAIN ANALYZE SELECT count(*) FROM range(100000000000)".into(), vec![(504, "query_timeout")]),
+        ("a sort of 100 M rows", "SELECT value FROM range(100000000) ORDER BY value % 7, value".into(), vec![(422, "query_memory"), (504, "query_timeout"), (422, "result_too_large")]),
+    ];
+    assert!(cases.len() >= 30);
+    for (what, q, accepted) in &cases {
+        let started = Instant::now();
+        let (code, _, body) = sql(&s.http, Some(READ), q, &[]);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let got = (code, v["error"].as_str().unwrap_or(""));
+        assert!(
+            accepted.iter().any(|(c, e)| *c == got.0 && *e == got.1),
+            "{what}: got {got:?} ({}), expected one of {accepted:?}",
+            v["message"]
+        );
+        assert!(
+            !v["message"].as_str().unwrap_or("").is_empty(),
+            "{what}: an error says why"
+        );
+        // Bounded: nothing runs much past the 3 s timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            request(&s.http, "GET", "/healthz", &[], b"").0,
+            200,
+            "alive after {what}"
+        );
+    }
+
+    // The same refusals on the Postgres path.
+    for q in [
+        format!("COPY (SELECT 1) TO '{s_path}.pg.csv'"),
+        "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'".to_owned(),
+        "SET datafusion.runtime.memory_limit = '100G'".to_owned(),
+        "SELECT repeat('x', 2000000000)".to_owned(),
+        "SELECT 1; SELECT 2".to_owned(),
+    ] {
+        let (ok, out) = psql(s.pg_port, &q);
+        assert!(!ok, "psql accepted {q}: {out}");
+    }
+    let started = Instant::now();
+    let (ok, out) = psql(s.pg_port, "SELECT count(*) FROM range(100000000000)");
+    assert!(!ok && out.contains("cancelled"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let (ok, out) = psql(s.pg_port, "SELECT 40 + 2");
+    assert!(ok && out.trim() == "42", "{out}");
+
+    // Many heavy queries at once, while webhooks keep being acknowledged.
+    let heavy: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = s.http.clone();
+            std::thread::spawn(move || {
+                sql(
+                    &addr,
+                    Some(READ),
+                    "SELECT count(*) FROM range(1000000) a, range(1000000) b",
+                    &[],
+                )
+                .0
+            })
+        })
+        .collect();
+    let auth = format!("Bearer {INGEST}");
+    let mut slowest = Duration::ZERO;
+    for i in 0..40 {
+        let t = Instant::now();
+        let (code, _, body) = request(
+            &s.http,
+            "POST",
+            "/ingest/events",
+            &[("Authorization", &auth)],
+            agent_line(&format!("h{i}")).as_bytes(),
+        );
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for h in heavy {
+        let code = h.join().unwrap();
+        assert!(code == 504 || code == 503, "a heavy query answered {code}");
+    }
+    eprintln!("slowest ingest acknowledgement under analyst load: {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(5),
+        "ingest slowed to {slowest:?}"
+    );
+
+    // Nothing was written outside the lake; the server and ingest are fine.
+    for suffix in ["", ".csv", ".parquet", ".pg.csv"] {
+        assert!(
+            !Path::new(&format!("{s_path}{suffix}")).exists(),
+            "{s_path}{suffix} was written"
+        );
+    }
+    assert_eq!(request(&s.http, "GET", "/readyz", &[], b"").0, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, _, b) = sql(
+            &s.http,
+            Some(READ),
+            "SELECT count(*) AS n FROM events WHERE conversation_id LIKE 'hostile-%'",
+            &[],
+        );
+        assert_eq!(code, 200);
+        if json(&b)["rows"][0]["n"] == 40 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged events never reached the lake: {}",
+            String::from_utf8_lossy(&b)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
