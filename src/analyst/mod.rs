@@ -15,6 +15,7 @@
 //!    query); a cap on result rows and bytes.
 
 pub mod check;
+pub mod deadline;
 pub mod encode;
 pub mod guard;
 pub mod pg;
@@ -127,10 +128,13 @@ impl SandboxError {
         }
     }
 
-    fn from_datafusion(e: DataFusionError) -> Self {
+    fn from_datafusion(e: DataFusionError, timeout: Duration) -> Self {
         let e = e.find_root();
         match e {
             DataFusionError::ResourcesExhausted(m) => SandboxError::Memory(m.clone()),
+            DataFusionError::Execution(m) if m.starts_with(deadline::DEADLINE_MESSAGE) => {
+                SandboxError::Timeout(timeout)
+            }
             other => SandboxError::Plan(other.to_string()),
         }
     }
@@ -345,7 +349,8 @@ impl Analyst {
         engine: &Engine,
         flavor: Flavor,
     ) -> Result<SessionContext, SandboxError> {
-        let df = SandboxError::from_datafusion;
+        let timeout = self.limits.timeout;
+        let df = |e| SandboxError::from_datafusion(e, timeout);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::clone(&self.pool))
             .with_disk_manager_builder(
@@ -360,6 +365,9 @@ impl Analyst {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(deadline::Deadlines {
+                timeout: self.limits.timeout,
+            }))
             .build();
         let ctx = SessionContext::new_with_state(state);
         let source = engine
@@ -392,7 +400,7 @@ impl Analyst {
     /// Runs one analyst statement from the HTTP path and collects its result within the
     /// limits.
     pub async fn query(&self, sql: &str) -> Result<QueryOutput, SandboxError> {
-        let _permit = self.permit().await?;
+        let permit = self.permit().await?;
         let (statement, kind) = self.check(sql, SqlDialect::Generic).await?;
         if kind == Kind::Session {
             return Err(SandboxError::NotAllowed(
@@ -401,9 +409,12 @@ impl Analyst {
         }
         let ctx = self.context(Flavor::Http).await?;
         let limits = self.limits.clone();
-        let task = self
-            .handle()
-            .spawn(async move { execute(&ctx, statement, &limits).await });
+        // The slot is held by the task itself, so a query that is still winding down after
+        // its waiter gave up keeps counting against the concurrency cap.
+        let task = self.handle().spawn(async move {
+            let _permit = permit;
+            execute(&ctx, statement, &limits).await
+        });
         let _abort = AbortOnDrop(task.abort_handle());
         match tokio::time::timeout(self.limits.timeout, task).await {
             Err(_) => Err(SandboxError::Timeout(self.limits.timeout)),
@@ -435,7 +446,7 @@ async fn execute(
     statement: DFStatement,
     limits: &Limits,
 ) -> Result<QueryOutput, SandboxError> {
-    let df = SandboxError::from_datafusion;
+    let df = |e| SandboxError::from_datafusion(e, limits.timeout);
     let state = ctx.state();
     let plan = state.statement_to_plan(statement).await.map_err(df)?;
     read_only()
