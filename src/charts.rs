@@ -110,6 +110,22 @@ where
                 .collect()
         })
         .unwrap_or_default();
+    // Hours within one day: the date once in the title is enough, "08h" on the axis.
+    let labels: Vec<String> = if result.interval == "hour"
+        && labels
+            .iter()
+            .all(|l| l.get(..5) == labels.first().and_then(|f| f.get(..5)))
+    {
+        labels
+            .iter()
+            .map(|l| l.get(6..).unwrap_or(l).to_owned())
+            .collect()
+    } else {
+        labels
+    };
+    // As many x labels as fit side by side (about 7.5 px a character, and a gap).
+    let widest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(5) as f64;
+    let fit = ((f64::from(opts.width) - 90.0) / (widest * 7.5 + 18.0)).floor() as usize;
     // Largest bar (stacked: largest sum) decides the scale.
     let mut max: f64 = opts.target.unwrap_or(0.0);
     for j in 0..n {
@@ -136,7 +152,7 @@ where
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n.clamp(1, 12))
+        .x_labels(n.clamp(1, fit.clamp(2, 12)))
         .x_label_formatter(&|x| {
             let i = x.round();
             if (x - i).abs() < 1e-6 && i >= 0.0 {

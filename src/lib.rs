@@ -32,4 +32,5 @@ pub mod charts;
 pub mod generate;
 pub mod server;
 pub mod analyst;
+pub mod report;
 pub mod cli;

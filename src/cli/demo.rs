@@ -185,6 +185,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         analyst_limits: crate::analyst::Limits::default(),
         pg_listen: args.pg_listen,
         pg_tls: None,
+        smtp: None,
     };
     eprintln!("serving the demo lake; Ctrl-C to stop");
     rt.block_on(crate::server::serve(opts))?;

@@ -7,6 +7,7 @@ mod ingest;
 mod metrics;
 pub mod output;
 mod pg;
+mod report;
 mod serve;
 mod sql;
 
@@ -54,6 +55,7 @@ enum Command {
     Generate(generate::Args),
     Serve(serve::Args),
     Pg(pg::Args),
+    Report(report::Args),
     Keygen(KeygenArgs),
 }
 
@@ -127,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Generate(args) => generate::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Pg(args) => pg::run(args),
+        Command::Report(args) => report::run(args),
         Command::Keygen(_) => {
             println!("{}", crate::pseudonym::generate_key_hex());
             Ok(EXIT_OK)

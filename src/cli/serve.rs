@@ -106,10 +106,10 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         .ok()
         .filter(|d| !d.is_zero())
         .context("--flush-interval must be a positive number of seconds")?;
+    let config = Arc::new(args.config.load()?);
     Ok(ServerOptions {
         lake: LakePaths::new(PathBuf::from(&args.lake.lake)),
         listen: args.listen,
-        config: Arc::new(args.config.load()?),
         tokens,
         whatsapp_app_secret: secret("SUPPORTLAKE_WHATSAPP_APP_SECRET")?.map(String::into_bytes),
         whatsapp_verify_token: secret("SUPPORTLAKE_WHATSAPP_VERIFY_TOKEN")?,
@@ -125,6 +125,8 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         analyst_limits: args.sandbox.limits()?,
         pg_listen: args.pg_listen,
         pg_tls: args.pg_tls_cert.clone().zip(args.pg_tls_key.clone()),
+        smtp: super::report::smtp_settings(&config)?,
+        config,
     })
 }
 

@@ -151,6 +151,8 @@ pub struct Config {
     pub reports: Vec<toml::Table>,
     /// `[[dashboards]]` entries, untouched.
     pub dashboards: Vec<toml::Table>,
+    /// The `[smtp]` table (`url`, `from`), untouched.
+    pub smtp: Option<toml::Table>,
 }
 
 /// The `[metrics]` section.
@@ -252,6 +254,7 @@ impl Default for Config {
             sla: Vec::new(),
             reports: Vec::new(),
             dashboards: Vec::new(),
+            smtp: None,
         }
     }
 }

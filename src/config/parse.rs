@@ -227,6 +227,21 @@ impl Ctx<'_> {
                 "dashboards" => {
                     config.dashboards = self.free_tables(node, &path.key("dashboards"));
                 }
+                "smtp" => {
+                    if node.get_ref().as_table().is_none() {
+                        self.wrong_type(node, &path.key("smtp"), "a table");
+                    } else {
+                        match toml::Table::deserialize(toml::de::ValueDeserializer::from(
+                            node.clone(),
+                        )) {
+                            Ok(t) => config.smtp = Some(t),
+                            Err(e) => {
+                                let span = e.span().unwrap_or(node.span());
+                                self.report(span, &path.key("smtp"), one_line(e.message()));
+                            }
+                        }
+                    }
+                }
                 _ => self.unknown_key(key, &path, ROOT_KEYS),
             }
         }
@@ -644,6 +659,7 @@ const ROOT_KEYS: &[&str] = &[
     "sla",
     "reports",
     "dashboards",
+    "smtp",
 ];
 const METRICS_KEYS: &[&str] = &[
     "service_level_target",

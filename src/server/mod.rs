@@ -11,8 +11,10 @@
 //! - `GET /api/v1/charts/{name}.svg|.png` [read] — the same metric drawn ([`crate::charts`]).
 //! - `POST /api/v1/sql` [read] — one read-only SQL statement, in the analyst sandbox
 //!   ([`crate::analyst`]); JSON, CSV, Arrow IPC or Parquet.
+//! - `GET /api/v1/reports` [read] — scheduled reports, their next time and last run.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text).
 //!
+//! Reports with a `cron` in the config are sent at their times ([`crate::report`]).
 //! With `pg_listen` set, the same sandbox also answers the Postgres wire protocol.
 //!
 //! Every error answers `{"error": "<code>", "message": "<text>"}`. A 2xx on an ingest route
@@ -50,6 +52,8 @@ use crate::lake::wal::{Wal, WalError, WalOptions, encode};
 use crate::metrics::{Dimension, Filters, Metric, MetricRequest, parse_time};
 use crate::pseudonym::{PseudonymKey, Pseudonymizer};
 use crate::query::Engine;
+use crate::report::mail::SmtpSettings;
+use crate::report::schedule::Scheduler;
 use crate::sources::{Report, SourceFormat, decode_record};
 use auth::{ChatwootAuth, Role, Tokens};
 
@@ -74,6 +78,8 @@ pub struct ServerOptions {
     pub pg_listen: Option<SocketAddr>,
     /// TLS certificate and key (PEM) for the Postgres listener.
     pub pg_tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Where scheduled reports are sent from (none: scheduled runs fail with a clear error).
+    pub smtp: Option<SmtpSettings>,
 }
 
 #[derive(Default)]
@@ -101,6 +107,9 @@ struct AppState {
     counters: Counters,
     quarantine_seq: AtomicU64,
     analyst: Arc<Analyst>,
+    /// The scheduled reports and their last runs.
+    reports: Arc<Mutex<Scheduler>>,
+    smtp: Option<SmtpSettings>,
 }
 
 /// The analyst sessions read the server's current engine.
@@ -1275,6 +1284,7 @@ fn router(state: Arc<AppState>, max_body: usize, timeout: Duration) -> Router {
         .route("/api/v1/conversations", get(conversations_api))
         .route("/api/v1/live", get(live))
         .route("/api/v1/sql", post(sql_api))
+        .route("/api/v1/reports", get(reports_api))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/", get(index_page))
         .route("/dashboards/{name}", get(dashboard_page))
@@ -1313,6 +1323,104 @@ pub enum ServeError {
     Dashboards(String),
     #[error("Postgres TLS: {0}")]
     Tls(String),
+    #[error("reports: {0}")]
+    Reports(String),
+}
+
+/// Runs the scheduled reports at their times until the server stops.
+async fn run_reports(state: std::sync::Weak<AppState>) {
+    loop {
+        let Some(s) = state.upgrade() else { return };
+        let now = Utc::now();
+        let due = s.reports.lock().await.tick(now);
+        match due {
+            Ok(due) => {
+                for d in due {
+                    run_one_report(&s, &d).await;
+                }
+            }
+            Err(e) => warn!(error = %e, "reports: cannot record a run"),
+        }
+        let wake = s.reports.lock().await.next_wake(Utc::now());
+        drop(s);
+        let wait = wake
+            .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(Duration::from_secs(60))
+            .min(Duration::from_secs(60));
+        tokio::time::sleep(wait + Duration::from_millis(200)).await;
+    }
+}
+
+async fn run_one_report(s: &AppState, due: &crate::report::schedule::Due) {
+    let spec = {
+        let sched = s.reports.lock().await;
+        sched.specs().iter().find(|r| r.name == due.name).cloned()
+    };
+    let Some(spec) = spec else { return };
+    let (from, to) = spec.period.resolve(due.scheduled_for, spec.tz);
+    let note = due.late.then(|| {
+        crate::report::schedule::late_note(due, &spec, spec.language == crate::report::Language::Pt)
+    });
+    let result: Result<(), String> = async {
+        let smtp = s.smtp.as_ref().ok_or(
+            "no SMTP server configured (set SUPPORTLAKE_SMTP_URL or [smtp] url)".to_owned(),
+        )?;
+        let engine = s.engine().await.map_err(|e| e.message)?;
+        let report = crate::report::build(&engine, &spec, from, to, Utc::now(), note.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let message = crate::report::mail::message(&report, &smtp.from, &spec.recipients)
+            .map_err(|e| e.to_string())?;
+        crate::report::mail::send(smtp, message)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match &result {
+        Ok(()) => {
+            info!(report = %spec.name, scheduled_for = %due.scheduled_for, late = due.late, recipients = spec.recipients.len(), "report sent")
+        }
+        Err(e) => {
+            warn!(report = %spec.name, scheduled_for = %due.scheduled_for, error = %e, "report failed")
+        }
+    }
+    if let Err(e) = s
+        .reports
+        .lock()
+        .await
+        .finish(&spec.name, Utc::now(), Some((from, to)), result)
+    {
+        warn!(error = %e, "reports: cannot record the end of a run");
+    }
+}
+
+/// `GET /api/v1/reports` [read]: every report, its schedule, next time and last run.
+async fn reports_api(State(s): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&s, &headers, Role::Read)?;
+    let all = crate::report::spec::all(&s.config)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let sched = s.reports.lock().await;
+    let now = Utc::now();
+    let items: Vec<serde_json::Value> = all
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name,
+                "cron": r.cron,
+                "timezone": r.tz.name(),
+                "period": match &r.period {
+                    crate::report::Period::Yesterday => "yesterday".to_owned(),
+                    crate::report::Period::LastWeek => "last-week".to_owned(),
+                    crate::report::Period::LastMonth => "last-month".to_owned(),
+                    crate::report::Period::Range(a, b) => format!("{}/{}", a.to_rfc3339(), b.to_rfc3339()),
+                },
+                "recipients": r.recipients,
+                "next_run": crate::report::schedule::next_after(r, now),
+                "last_run": sched.last_run(&r.name),
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "reports": items })).into_response())
 }
 
 /// Runs the server until SIGTERM or Ctrl-C; then drains in-flight requests and flushes the
@@ -1329,6 +1437,15 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
             .map_err(|e| WalError::Failed(e.to_string()))??
     };
     let analyst = Analyst::new(opts.analyst_limits.clone(), Arc::clone(&opts.config))?;
+    let specs =
+        crate::report::spec::all(&opts.config).map_err(|e| ServeError::Reports(e.to_string()))?;
+    let scheduler =
+        Scheduler::open(opts.lake.root(), specs).map_err(|e| ServeError::Reports(e.to_string()))?;
+    if !scheduler.specs().is_empty() && opts.smtp.is_none() {
+        warn!(
+            "reports are scheduled but no SMTP server is configured (SUPPORTLAKE_SMTP_URL): their runs will fail"
+        );
+    }
     let state = Arc::new(AppState {
         paths: opts.lake.clone(),
         config: opts.config,
@@ -1343,7 +1460,10 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         counters: Counters::default(),
         quarantine_seq: AtomicU64::new(0),
         analyst: Arc::clone(&analyst),
+        reports: Arc::new(Mutex::new(scheduler)),
+        smtp: opts.smtp.clone(),
     });
+    tokio::spawn(run_reports(Arc::downgrade(&state)));
     analyst.set_source(Arc::new(StateEngine(Arc::downgrade(&state))));
     if let Some(pg_addr) = opts.pg_listen {
         if state.tokens.is_empty() && !pg_addr.ip().is_loopback() {
