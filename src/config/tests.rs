@@ -224,7 +224,7 @@ fn duplicate_key() {
 fn unknown_keys() {
     assert_eq!(
         problem("timezone = \"UTC\"\ntimezones = \"UTC\"\n"),
-        "config.toml:2:1: timezones: unknown key (known keys here: timezone, metrics, calendars, sla, reports, dashboards)"
+        "config.toml:2:1: timezones: unknown key (known keys here: timezone, metrics, calendars, sla, reports, dashboards, smtp)"
     );
     assert_eq!(
         problem("[metrics]\n  sesion_gap = \"1h\"\n"),
