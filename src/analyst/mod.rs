@@ -256,6 +256,8 @@ impl Analyst {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(limits.threads.max(1))
             .thread_name("analyst")
+            // Room for deep (but within the caps) plans and their printing.
+            .thread_stack_size(16 << 20)
             .on_thread_start(lower_priority)
             .enable_all()
             .build()?;

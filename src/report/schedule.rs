@@ -256,6 +256,14 @@ mod tests {
             }
             for d in s.tick(now).unwrap() {
                 sent.push((d.scheduled_for, d.late));
+                if d.late {
+                    // The late email says when it was due, in the report's time zone.
+                    let note = late_note(&d, &spec("0 8 * * *"), false);
+                    assert!(
+                        note.starts_with("Sent late") && note.contains("2026-11-03 08:00 EST"),
+                        "{note}"
+                    );
+                }
                 if now == crash_at && !crashed {
                     // The process dies after recording "sending", before "sent"; it restarts
                     // and ticks again at the same instant: nothing is sent twice.
