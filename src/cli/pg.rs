@@ -52,8 +52,9 @@ impl SandboxArgs {
     }
 }
 
-/// Answer the Postgres wire protocol over a lake: psql, DBeaver, Metabase, Grafana and
-/// psycopg connect with database "supportlake", any user name, and a read token as the
+/// Answer the Postgres wire protocol over a lake (psql, DBeaver, Metabase, Grafana).
+///
+/// Clients connect with database "supportlake", any user name, and a read token as the
 /// password.
 ///
 /// Only read-only queries run (no DDL, DML, COPY or engine SET), within the analyst

@@ -14,9 +14,11 @@ use crate::query::Engine;
 use crate::report::mail::{self, SmtpSettings};
 use crate::report::{Period, Report, spec};
 
-/// Render an SLA report: headline numbers (TME, TMA, service level, SLA achievement,
-/// breaches, CSAT, open at period end) against the previous period, a per-team table, charts
-/// and a CSV of the breached SLA targets — and send it by email, or write it to a file.
+/// Render an SLA report and send it by email, or write it to a file.
+///
+/// The report: headline numbers (TME, TMA, service level, SLA achievement, breaches, CSAT,
+/// open at period end) against the previous period, a per-team table, charts, and a CSV of
+/// the breached SLA targets.
 ///
 /// NAME is a [[reports]] entry of the config, or the built-in "sla" report (yesterday, every
 /// team). Numbers are the same as /api/v1/metrics for the same period.

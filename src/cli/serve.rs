@@ -14,7 +14,7 @@ use crate::pseudonym::PseudonymKey;
 use crate::server::auth::Tokens;
 use crate::server::{ServerOptions, serve};
 
-/// Serve webhooks, agent events and the metrics API over HTTP.
+/// Serve webhooks, agent events, the metrics API, dashboards and analyst SQL.
 ///
 /// Deliveries are acknowledged (2xx) only once fsynced in a write-ahead log under
 /// <lake>/_wal; a background flusher turns the log into Parquet every few seconds. When the
