@@ -35,13 +35,14 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read at all.
-    #[error("{}: cannot read configuration: {source}", path.display())]
+    // The I/O error is part of the message rather than a `source`, so that printing the
+    // error chain does not say it twice.
+    #[error("{}: cannot read configuration: {error}", path.display())]
     Read {
         /// The path that was asked for.
         path: PathBuf,
         /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The text was read but is not a valid configuration. Holds every problem found, in
     /// file order; displayed one per line.

@@ -268,9 +268,9 @@ impl Config {
 
     /// Reads and checks the configuration file at `path`; messages name the path as given.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let origin = path.display().to_string();
         match String::from_utf8(bytes) {
