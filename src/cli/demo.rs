@@ -182,7 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         wal: crate::lake::wal::WalOptions::default(),
         max_body_bytes: 16 << 20,
         request_timeout: std::time::Duration::from_secs(60),
-        analyst_limits: crate::analyst::Limits::default(),
+        analyst_limits: crate::query::analyst::Limits::default(),
         pg_listen: args.pg_listen,
         pg_tls: None,
         smtp: None,

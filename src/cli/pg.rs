@@ -10,8 +10,8 @@ use anyhow::Context;
 
 use super::serve::secret;
 use super::{ConfigArg, EXIT_OK, LakeArg};
-use crate::analyst::{Analyst, Limits, WatchedLake};
 use crate::lake::LakePaths;
+use crate::query::analyst::{Analyst, Limits, WatchedLake};
 use crate::server::auth::Tokens;
 
 /// The bounds of analyst SQL (POST /api/v1/sql and the Postgres protocol).
@@ -102,7 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let paths = LakePaths::new(args.lake.lake.clone());
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => {
-            Some(crate::analyst::pg::tls_acceptor(c, k).map_err(anyhow::Error::msg)?)
+            Some(crate::query::analyst::pg::tls_acceptor(c, k).map_err(anyhow::Error::msg)?)
         }
         _ => None,
     };
@@ -123,7 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             );
         }
         tokio::select! {
-            r = crate::analyst::pg::serve(listener, analyst, tokens, tls) => r?,
+            r = crate::query::analyst::pg::serve(listener, analyst, tokens, tls) => r?,
             _ = tokio::signal::ctrl_c() => {}
         }
         anyhow::Ok(())

@@ -14,6 +14,7 @@
 //! - **business seconds**: only time inside the business-hours calendar counts.
 
 pub mod rows;
+pub mod summary;
 
 use std::collections::BTreeMap;
 use std::fmt;

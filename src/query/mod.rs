@@ -9,6 +9,7 @@
 //!   the expensive ones are computed once per session ([`cached`]);
 //! - the functions of [`udf`] (business time, reporting buckets, SLA policy choice).
 
+pub mod analyst;
 pub mod cached;
 pub mod catalog;
 pub mod udf;

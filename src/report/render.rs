@@ -10,9 +10,9 @@ use super::ReportError;
 use super::spec::{Language, ReportSpec};
 use crate::charts::{ChartKind, ChartOptions, ImageFormat};
 use crate::metrics::rows::Detail;
+use crate::metrics::summary::{headline, show_value};
 use crate::metrics::{Dimension, Filters, Metric, MetricRequest, MetricResult};
 use crate::query::Engine;
-use crate::server::pages::{headline, show_value};
 
 /// One headline number, beside the same-length period before.
 #[derive(Debug, Clone)]
@@ -349,7 +349,7 @@ pub fn period_label(from: DateTime<Utc>, to: DateTime<Utc>, spec: &ReportSpec) -
 }
 
 fn esc(s: &str) -> String {
-    crate::server::pages::esc(s)
+    crate::html::esc(s)
 }
 
 const CELL: &str = "padding:6px 10px;border-bottom:1px solid #e5e5e5;font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222";

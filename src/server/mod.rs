@@ -10,7 +10,7 @@
 //! - `GET /api/v1/metrics/{name}` [read] — the JSON of `supportlake metrics --format json`.
 //! - `GET /api/v1/charts/{name}.svg|.png` [read] — the same metric drawn ([`crate::charts`]).
 //! - `POST /api/v1/sql` [read] — one read-only SQL statement, in the analyst sandbox
-//!   ([`crate::analyst`]); JSON, CSV, Arrow IPC or Parquet.
+//!   ([`crate::query::analyst`]); JSON, CSV, Arrow IPC or Parquet.
 //! - `GET /api/v1/reports` [read] — scheduled reports, their next time and last run.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text).
 //!
@@ -41,8 +41,6 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::analyst::encode::{ResultFormat, encode as encode_result};
-use crate::analyst::{Analyst, EngineSource, SandboxError};
 use crate::charts;
 use crate::config::Config;
 use crate::event::EventBatchBuilder;
@@ -52,6 +50,8 @@ use crate::lake::wal::{Wal, WalError, WalOptions, encode};
 use crate::metrics::{Dimension, Filters, Metric, MetricRequest, parse_time};
 use crate::pseudonym::{PseudonymKey, Pseudonymizer};
 use crate::query::Engine;
+use crate::query::analyst::encode::{ResultFormat, encode as encode_result};
+use crate::query::analyst::{Analyst, EngineSource, SandboxError};
 use crate::report::mail::SmtpSettings;
 use crate::report::schedule::Scheduler;
 use crate::sources::{Report, SourceFormat, decode_record};
@@ -73,7 +73,7 @@ pub struct ServerOptions {
     /// Longest a request may take (408 beyond).
     pub request_timeout: Duration,
     /// The analyst sandbox's bounds (`POST /api/v1/sql` and the Postgres protocol).
-    pub analyst_limits: crate::analyst::Limits,
+    pub analyst_limits: crate::query::analyst::Limits,
     /// Where to answer the Postgres wire protocol, if anywhere.
     pub pg_listen: Option<SocketAddr>,
     /// TLS certificate and key (PEM) for the Postgres listener.
@@ -1471,7 +1471,7 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         }
         let tls = match &opts.pg_tls {
             Some((cert, key)) => {
-                Some(crate::analyst::pg::tls_acceptor(cert, key).map_err(ServeError::Tls)?)
+                Some(crate::query::analyst::pg::tls_acceptor(cert, key).map_err(ServeError::Tls)?)
             }
             None => None,
         };
@@ -1483,7 +1483,7 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         let tokens = state.tokens.clone();
         let analyst = Arc::clone(&analyst);
         tokio::spawn(async move {
-            if let Err(e) = crate::analyst::pg::serve(listener, analyst, tokens, tls).await {
+            if let Err(e) = crate::query::analyst::pg::serve(listener, analyst, tokens, tls).await {
                 warn!(error = %e, "the Postgres listener stopped");
             }
         });

@@ -9,8 +9,10 @@ use std::fmt::Write as _;
 use serde::Deserialize;
 
 use crate::charts::{self, ChartKind, ChartOptions, ImageFormat};
-use crate::metrics::rows::Detail;
 use crate::metrics::{Dimension, Metric, MetricResult};
+
+pub use crate::html::esc;
+pub use crate::metrics::summary::{headline, show_change, show_value};
 
 /// The dashboards shipped in the binary, from `dashboards/`.
 pub const BUILTIN: [(&str, &str); 4] = [
@@ -98,22 +100,6 @@ pub fn builtin() -> Result<Vec<(String, Dashboard)>, String> {
         .collect()
 }
 
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
 /// Percent-encodes a query-string value.
 pub fn enc(s: &str) -> String {
     let mut o = String::new();
@@ -135,89 +121,6 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{k}={}", enc(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// One number for a whole range: the count-weighted mean of a duration, the share of a
-/// percentage metric recomputed from its counts, the latest sample of the backlog.
-pub fn headline(r: &MetricResult) -> Option<f64> {
-    let points = r.series.iter().flat_map(|s| s.points.iter());
-    let (mut num, mut den) = (0.0, 0.0);
-    let mut last_open: Option<f64> = None;
-    for p in points {
-        match &p.detail {
-            Detail::Duration { count, .. } => {
-                if let Some(v) = p.value {
-                    num += v * *count as f64;
-                    den += *count as f64;
-                }
-            }
-            Detail::Sla {
-                achieved, breached, ..
-            } => {
-                num += *achieved as f64;
-                den += (*achieved + *breached) as f64;
-            }
-            Detail::Csat {
-                count, satisfied, ..
-            } => {
-                num += *satisfied as f64;
-                den += *count as f64;
-            }
-            Detail::ServiceLevel {
-                count,
-                within_target,
-                ..
-            } => {
-                num += *within_target as f64;
-                den += *count as f64;
-            }
-            Detail::Open { .. } => {
-                // Every group's last bucket is sampled at the same instant: add them up.
-                last_open = Some(last_open.unwrap_or(0.0));
-            }
-            _ => {}
-        }
-    }
-    if last_open.is_some() {
-        let total: f64 = r
-            .series
-            .iter()
-            .filter_map(|s| s.points.last().and_then(|p| p.value))
-            .sum();
-        return Some(total);
-    }
-    if den == 0.0 {
-        return None;
-    }
-    Some(match r.unit {
-        "percent" => 100.0 * num / den,
-        _ => num / den,
-    })
-}
-
-/// A headline value as people read it.
-pub fn show_value(v: Option<f64>, unit: &str) -> String {
-    let Some(v) = v else {
-        return "—".into();
-    };
-    match unit {
-        "seconds" if v >= 3600.0 => format!("{:.1} h", v / 3600.0),
-        "seconds" if v >= 60.0 => format!("{:.1} min", v / 60.0),
-        "seconds" => format!("{v:.0} s"),
-        "percent" => format!("{v:.1}%"),
-        _ => format!("{v:.0}"),
-    }
-}
-
-/// "+12.0% vs previous period" (or the difference in points for percentages).
-pub fn show_change(now: Option<f64>, before: Option<f64>, unit: &str) -> String {
-    match (now, before) {
-        (Some(a), Some(b)) if unit == "percent" => format!("{:+.1} pts vs previous period", a - b),
-        (Some(a), Some(b)) if b != 0.0 => {
-            format!("{:+.1}% vs previous period", 100.0 * (a - b) / b)
-        }
-        _ => "no previous period to compare".into(),
-    }
 }
 
 pub const STYLE: &str = "body{font-family:sans-serif;margin:0;color:#222;background:#f6f7f9}\
