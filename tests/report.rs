@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, generate, ingest, manifest_dir, run, source_files};
+use common::{bin, generate, ingest, manifest_dir, request, run, source_files};
 
 const FROM: &str = "2026-11-03T00:00:00Z";
 const TO: &str = "2026-11-04T00:00:00Z";
@@ -107,20 +107,9 @@ fn serve(lake: &Path, config: &Path, smtp_port: Option<u16>) -> (Kill, String) {
 }
 
 fn get(addr: &str, path: &str) -> serde_json::Value {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1],timeout=60).read().decode())",
-        ])
-        .arg(format!("http://{addr}{path}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let (code, _, body) = request(addr, "GET", path, &[], b"");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
 }
 
 #[test]
