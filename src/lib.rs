@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod charts;
 pub mod html;
 pub mod generate;
+pub mod auth;
 pub mod server;
 pub mod report;
 pub mod cli;

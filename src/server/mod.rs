@@ -21,7 +21,7 @@
 //! means the events are fsynced in the write-ahead log; when the log cannot take them the
 //! answer is 503 with `Retry-After`.
 
-pub mod auth;
+pub use crate::auth;
 pub mod pages;
 
 use std::collections::BTreeMap;

@@ -49,7 +49,7 @@ use tracing::{info, warn};
 
 use super::check::{Kind, SqlDialect};
 use super::{Analyst, Flavor, SandboxError};
-use crate::server::auth::{Role, Tokens};
+use crate::auth::{Role, Tokens};
 
 /// The database name clients connect to.
 pub const DATABASE: &str = "supportlake";
