@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{EXIT_OK, EXIT_REJECTS, LakeArg};
+use super::{ConfigArg, EXIT_OK, EXIT_REJECTS, LakeArg};
 use crate::ingest::{self, IngestOptions, Input, Progress, Receipt};
 use crate::lake::LakePaths;
 use crate::pseudonym::{KEY_ENV, KEY_FILE_ENV, PseudonymKey};
@@ -59,6 +59,14 @@ pub struct Args {
     /// Do not draw a progress bar.
     #[arg(long, short)]
     quiet: bool,
+
+    #[command(flatten)]
+    config: ConfigArg,
+
+    /// Do not refresh the rollup tables afterwards (run `supportlake rollup` later; until
+    /// then metrics are computed from the events).
+    #[arg(long)]
+    no_rollup: bool,
 
     /// Input files; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
@@ -142,6 +150,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         opts.workers = w.max(1);
     }
     let paths = LakePaths::new(&args.lake.lake);
+    // Read before the work starts: a bad config file should not surface after the ingest.
+    let config = if args.no_rollup {
+        None
+    } else {
+        Some(Arc::new(args.config.load()?))
+    };
     let now = Utc::now();
     let run_id = format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), std::process::id());
     let draw = if args.quiet || !std::io::stderr().is_terminal() {
@@ -163,6 +177,21 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     match args.receipt {
         ReceiptFormat::Json => println!("{}", serde_json::to_string_pretty(&receipt)?),
         ReceiptFormat::Text => print!("{}", render_receipt(&receipt)),
+    }
+    if let Some(config) = config {
+        let _lock = crate::lake::LakeLock::acquire(
+            &paths,
+            &format!("ingest (rollup), pid {}", std::process::id()),
+        )?;
+        let report = super::lifecycle::refresh_with_progress(
+            &paths,
+            config,
+            &crate::query::rollup::RefreshOptions::default(),
+            args.quiet,
+        )?;
+        if !args.quiet {
+            eprint!("{}", super::lifecycle::render_refresh(&report));
+        }
     }
     Ok(if receipt.total_rejects() > 0 {
         EXIT_REJECTS

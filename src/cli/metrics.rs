@@ -68,6 +68,11 @@ pub struct Args {
     #[arg(long)]
     business_hours: bool,
 
+    /// Compute the derived tables (conversations, sla_targets, …) from the events even when
+    /// the rollups are current: slower, and a check that they agree.
+    #[arg(long)]
+    from_events: bool,
+
     /// Only this team (as in force at the stop event).
     #[arg(long)]
     team: Option<String>,
@@ -159,11 +164,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         sla_metric: args.sla_metric,
     };
     let paths = LakePaths::new(&args.lake.lake);
+    let rollups = if args.from_events {
+        crate::query::Rollups::Never
+    } else {
+        crate::query::Rollups::IfCurrent
+    };
     let rt = super::runtime()?;
     if args.breaches {
         anyhow::ensure!(metric == Metric::Sla, "--breaches goes with the sla metric");
         let batches = rt.block_on(async {
-            let engine = Engine::open(&paths, Arc::new(config)).await?;
+            let engine = Engine::open_with(&paths, Arc::new(config), rollups).await?;
             metrics::sla_breaches(&engine, &req).await
         })?;
         let schema = batches
@@ -175,7 +185,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     let result = rt
         .block_on(async {
-            let engine = Engine::open(&paths, Arc::new(config)).await?;
+            let engine = Engine::open_with(&paths, Arc::new(config), rollups).await?;
             metrics::run(&engine, &req).await
         })
         .with_context(|| format!("computing {metric}"))?;

@@ -4,6 +4,7 @@
 mod demo;
 mod generate;
 mod ingest;
+mod lifecycle;
 mod metrics;
 pub mod output;
 mod pg;
@@ -56,6 +57,8 @@ enum Command {
     Serve(serve::Args),
     Pg(pg::Args),
     Report(report::Args),
+    Compact(lifecycle::CompactArgs),
+    Rollup(lifecycle::RollupArgs),
     Keygen(KeygenArgs),
 }
 
@@ -130,6 +133,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => serve::run(args),
         Command::Pg(args) => pg::run(args),
         Command::Report(args) => report::run(args),
+        Command::Compact(args) => lifecycle::run_compact(args),
+        Command::Rollup(args) => lifecycle::run_rollup(args),
         Command::Keygen(_) => {
             println!("{}", crate::pseudonym::generate_key_hex());
             Ok(EXIT_OK)

@@ -32,6 +32,11 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 
+    /// Compute the derived tables (conversations, sla_targets, …) from the events even when
+    /// the rollups are current: slower, and a check that they agree.
+    #[arg(long)]
+    from_events: bool,
+
     /// The SQL query; `-` reads it from standard input.
     #[arg(value_name = "QUERY")]
     query: String,
@@ -47,9 +52,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let paths = LakePaths::new(&args.lake.lake);
     let config = std::sync::Arc::new(args.config.load()?);
+    let rollups = if args.from_events {
+        crate::query::Rollups::Never
+    } else {
+        crate::query::Rollups::IfCurrent
+    };
     let rt = super::runtime()?;
     let (schema, batches) = rt.block_on(async {
-        let engine = Engine::open(&paths, config).await?;
+        let engine = Engine::open_with(&paths, config, rollups).await?;
         engine.sql(&query).await
     })?;
     let stdout = std::io::stdout();

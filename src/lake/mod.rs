@@ -2,11 +2,15 @@
 //!
 //! - [`paths`]: every name in the lake (partitions, data files, quarantine, lock).
 //! - [`writer`]: deduplicated, crash-safe Parquet partitions of the `events` table.
+//! - [`compact`]: small files of a partition merged into right-sized ones.
+//! - [`rollup_state`]: the manifest of the rollup tables.
 //! - [`quarantine`]: rejected input kept for inspection under `_rejected/`.
 //! - [`LakeLock`]: one writer per lake.
 
+pub mod compact;
 pub mod paths;
 pub mod quarantine;
+pub mod rollup_state;
 pub mod writer;
 pub mod wal;
 

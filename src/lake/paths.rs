@@ -92,6 +92,33 @@ impl DataFileName {
     }
 }
 
+/// Splits the data files of one partition into the files readers see (`live`) and the files
+/// a compacted file has replaced (`covered`: its sequence range lies inside another file's
+/// range). Both lists are in sequence order.
+pub fn live_and_covered(names: &[DataFileName]) -> (Vec<DataFileName>, Vec<DataFileName>) {
+    let mut sorted = names.to_vec();
+    // By first seq, and the widest range first among equal starts: a file is covered iff an
+    // earlier file in this order reaches at least as far.
+    sorted.sort_by(|a, b| {
+        a.first_seq
+            .cmp(&b.first_seq)
+            .then(b.last_seq.cmp(&a.last_seq))
+    });
+    sorted.dedup();
+    let mut live: Vec<DataFileName> = Vec::with_capacity(sorted.len());
+    let mut covered = Vec::new();
+    let mut reach: Option<u64> = None;
+    for n in sorted {
+        if reach.is_some_and(|r| n.last_seq <= r) {
+            covered.push(n);
+        } else {
+            reach = Some(n.last_seq);
+            live.push(n);
+        }
+    }
+    (live, covered)
+}
+
 /// Paths of one lake on the local file system.
 #[derive(Debug, Clone)]
 pub struct LakePaths {
@@ -158,5 +185,21 @@ mod tests {
         assert!(!a.temp_name().ends_with(".parquet"));
         assert_eq!(DataFileName::parse("1-2.parquet"), None);
         assert_eq!(DataFileName::parse(&a.temp_name()), None);
+    }
+
+    #[test]
+    fn a_file_inside_another_files_range_is_covered() {
+        let n = |first_seq, last_seq| DataFileName {
+            first_seq,
+            last_seq,
+        };
+        let (live, covered) =
+            live_and_covered(&[n(11, 20), n(1, 5), n(6, 10), n(1, 10), n(30, 40)]);
+        assert_eq!(live, vec![n(1, 10), n(11, 20), n(30, 40)]);
+        assert_eq!(covered, vec![n(1, 5), n(6, 10)]);
+        // A merge of merges covers everything inside it.
+        let (live, covered) = live_and_covered(&[n(1, 5), n(1, 10), n(1, 40), n(30, 40)]);
+        assert_eq!(live, vec![n(1, 40)]);
+        assert_eq!(covered.len(), 3);
     }
 }

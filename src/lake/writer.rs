@@ -168,19 +168,7 @@ impl LakeWriter {
                 }
             }
         }
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(opts.zstd_level)
-                    .map_err(|e| LakeError::Options(e.to_string()))?,
-            ))
-            .set_max_row_group_bytes(Some(opts.row_group_bytes.max(1)))
-            .set_max_row_group_row_count(Some(1 << 20))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            // Unique per row: a dictionary would only cost time and then be abandoned.
-            .set_column_dictionary_enabled(ColumnPath::from(col::EVENT_ID), false)
-            .set_column_dictionary_enabled(ColumnPath::from(col::MESSAGE_ID), false)
-            .set_created_by(format!("supportlake {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        let props = data_file_properties(&opts)?;
         Ok(LakeWriter {
             paths,
             opts,
@@ -380,6 +368,22 @@ impl LakeWriter {
     }
 }
 
+/// The Parquet settings of every `events` data file.
+pub(crate) fn data_file_properties(opts: &WriterOptions) -> Result<WriterProperties> {
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(opts.zstd_level).map_err(|e| LakeError::Options(e.to_string()))?,
+        ))
+        .set_max_row_group_bytes(Some(opts.row_group_bytes.max(1)))
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        // Unique per row: a dictionary would only cost time and then be abandoned.
+        .set_column_dictionary_enabled(ColumnPath::from(col::EVENT_ID), false)
+        .set_column_dictionary_enabled(ColumnPath::from(col::MESSAGE_ID), false)
+        .set_created_by(format!("supportlake {}", env!("CARGO_PKG_VERSION")))
+        .build())
+}
+
 fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArray> {
     batch
         .column_by_name(name)
@@ -393,7 +397,7 @@ const SLICE_ROWS: usize = 64 * 1024;
 /// Hands out the rows of several batches in `ts` order, a slice at a time, so a file is
 /// written without first copying all its rows into one sorted batch. Input that is already
 /// in order (the usual case) is passed through without copying at all.
-struct SortedSlices<'b> {
+pub(crate) struct SortedSlices<'b> {
     batches: &'b [RecordBatch],
     /// (batch, row) in ts order, when the input is not already sorted.
     order: Option<Vec<(usize, usize)>>,
@@ -403,7 +407,7 @@ struct SortedSlices<'b> {
 }
 
 impl<'b> SortedSlices<'b> {
-    fn new(batches: &'b [RecordBatch]) -> Result<Self> {
+    pub(crate) fn new(batches: &'b [RecordBatch]) -> Result<Self> {
         let ts: Vec<&TimestampMicrosecondArray> = batches
             .iter()
             .map(|b| {
@@ -430,7 +434,7 @@ impl<'b> SortedSlices<'b> {
         })
     }
 
-    fn next(&mut self) -> Result<Option<RecordBatch>> {
+    pub(crate) fn next(&mut self) -> Result<Option<RecordBatch>> {
         match &self.order {
             None => {
                 while let Some(b) = self.batches.get(self.batch) {
@@ -480,12 +484,15 @@ pub(crate) fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Committed data files of a partition directory, in name (= write) order.
+/// Committed data files of a partition directory that readers see (files covered by a
+/// compacted file are left out), in name (= write) order.
 pub fn data_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    Ok(list_dir(dir)?
-        .into_iter()
-        .filter(|p| DataFileName::parse(&file_name(p)).is_some())
-        .collect())
+    let names: Vec<DataFileName> = list_dir(dir)?
+        .iter()
+        .filter_map(|p| DataFileName::parse(&file_name(p)))
+        .collect();
+    let (live, _) = super::paths::live_and_covered(&names);
+    Ok(live.iter().map(|n| dir.join(n.file_name())).collect())
 }
 
 /// Reads the event-id hashes of every committed file of a partition.
@@ -625,4 +632,47 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(d)
         .and_then(|f| f.sync_all())
         .map_err(|e| LakeError::io(d, e))
+}
+
+/// Writes batches of any schema to `path` crash-safely, the way data files are written:
+/// hidden temp name, fsync, footer check, rename, fsync of the directory. Replaces nothing:
+/// an existing `path` is an error. Returns the file's size.
+pub fn write_batches_file(
+    path: &Path,
+    schema: arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<u64> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    create_dir_durable(dir)?;
+    if path.exists() {
+        return Err(LakeError::Exists(path.to_owned()));
+    }
+    let tmp = dir.join(format!(".{}.tmp", file_name(path)));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!("supportlake {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let file = File::create(&tmp).map_err(|e| LakeError::io(&tmp, e))?;
+    let mut writer =
+        ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
+            .map_err(|e| LakeError::parquet(&tmp, e))?;
+    let mut rows = 0u64;
+    for b in batches {
+        rows += b.num_rows() as u64;
+        writer.write(b).map_err(|e| LakeError::parquet(&tmp, e))?;
+    }
+    let file = writer
+        .into_inner()
+        .map_err(|e| LakeError::parquet(&tmp, e))?
+        .into_inner()
+        .map_err(|e| LakeError::io(&tmp, e.into_error()))?;
+    file.sync_all().map_err(|e| LakeError::io(&tmp, e))?;
+    let bytes = file.metadata().map_err(|e| LakeError::io(&tmp, e))?.len();
+    drop(file);
+    verify_footer(&tmp, rows)?;
+    fs::rename(&tmp, path).map_err(|e| LakeError::io(path, e))?;
+    sync_dir(dir)?;
+    Ok(bytes)
 }

@@ -7,11 +7,18 @@
 //! - the views of `queries/views/` (`conversation_links`, `conversation_events`,
 //!   `conversations`, `conversation_intervals`, `sla_targets`, `agent_status_intervals`);
 //!   the expensive ones are computed once per session ([`cached`]);
-//! - the functions of [`udf`] (business time, reporting buckets, SLA policy choice).
+//! - the functions of [`udf`] (business time, reporting buckets, SLA policy choice);
+//! - when the lake has current rollups ([`rollup`]), the tables `conversation_links`,
+//!   `conversations`, `conversation_intervals` and `sla_targets` read their Parquet files
+//!   instead of computing the views from every event.
+//!
+//! Files are read through [`store::LakeStore`], which hides files that compaction replaced.
 
 pub mod analyst;
 pub mod cached;
 pub mod catalog;
+pub mod rollup;
+pub mod store;
 pub mod udf;
 
 use std::sync::Arc;
@@ -68,17 +75,71 @@ pub fn events_table_schema() -> SchemaRef {
 pub struct Engine {
     ctx: SessionContext,
     config: Arc<Config>,
+    rollups: bool,
+}
+
+/// When an [`Engine`] reads the rollup tables instead of computing them from events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollups {
+    /// Only when they reflect every events file and the current configuration; otherwise
+    /// compute from events (exact, slower). The command line's choice.
+    IfCurrent,
+    /// Whenever they were computed with the current configuration, even if the newest
+    /// events files are not in them yet. The server's choice: it refreshes them right
+    /// after each flush, so they trail ingest by seconds.
+    IfConfigMatches,
+    /// Never: always compute from events.
+    Never,
+}
+
+/// A new session with the lake's object store.
+fn new_context() -> SessionContext {
+    let session = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("supportlake", "public");
+    let ctx = SessionContext::new_with_config(session);
+    store::install(ctx.runtime_env().as_ref());
+    ctx
 }
 
 impl Engine {
     /// Opens a session with the lake's tables, the configuration's rules, the functions and
-    /// the views registered.
+    /// the views registered, reading the rollups when they are current.
     pub async fn open(paths: &LakePaths, config: Arc<Config>) -> Result<Self> {
-        let session = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("supportlake", "public");
-        let ctx = SessionContext::new_with_config(session);
+        Self::open_with(paths, config, Rollups::IfCurrent).await
+    }
+
+    /// [`Engine::open`] with a choice of when to read the rollup tables.
+    pub async fn open_with(
+        paths: &LakePaths,
+        config: Arc<Config>,
+        rollups: Rollups,
+    ) -> Result<Self> {
+        let ctx = new_context();
         register_events(&ctx, paths).await?;
+        let state = match rollups {
+            Rollups::Never => None,
+            _ => rollup::usable_state(paths, &config, rollups == Rollups::IfCurrent),
+        };
+        Self::finish(ctx, config, state.as_ref().map(|s| (paths, s))).await
+    }
+
+    /// A session whose `events` table is the given provider (the rollup refresh computes
+    /// the derived tables over a subset of the events this way).
+    pub(crate) async fn over_events(
+        events: Arc<dyn datafusion::catalog::TableProvider>,
+        config: Arc<Config>,
+    ) -> Result<Self> {
+        let ctx = new_context();
+        ctx.register_table(EVENTS, events)?;
+        Self::finish(ctx, config, None).await
+    }
+
+    async fn finish(
+        ctx: SessionContext,
+        config: Arc<Config>,
+        rollup: Option<(&LakePaths, &crate::lake::rollup_state::RollupState)>,
+    ) -> Result<Self> {
         for f in udf::all(Arc::clone(&config)) {
             ctx.register_udf(f);
         }
@@ -89,14 +150,29 @@ impl Engine {
                 .sql(sql)
                 .await
                 .map_err(|source| QueryError::View { name, source })?;
-            if catalog::CACHED_VIEWS.contains(&name) {
+            if let Some((paths, state)) = rollup
+                && rollup::TABLES.contains(&name)
+            {
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let table = rollup::table_provider(&ctx, paths, state, name, schema).await?;
+                ctx.register_table(name, table)?;
+            } else if catalog::CACHED_VIEWS.contains(&name) {
                 let partitions = ctx.copied_config().target_partitions();
                 ctx.register_table(name, Arc::new(cached::CachedView::new(df, partitions)))?;
             } else {
                 ctx.register_table(name, df.into_view())?;
             }
         }
-        Ok(Engine { ctx, config })
+        Ok(Engine {
+            ctx,
+            config,
+            rollups: rollup.is_some(),
+        })
+    }
+
+    /// Whether the derived tables come from the rollups.
+    pub fn reads_rollups(&self) -> bool {
+        self.rollups
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -133,7 +209,7 @@ fn micros(d: std::time::Duration) -> i64 {
 }
 
 /// The one-row `settings` table: the configuration values the views need.
-fn settings_batch(config: &Config) -> Result<RecordBatch> {
+pub(crate) fn settings_batch(config: &Config) -> Result<RecordBatch> {
     let m = &config.metrics;
     let schema = Arc::new(Schema::new(vec![
         Field::new("tz", DataType::Utf8, false),
@@ -155,7 +231,7 @@ fn settings_batch(config: &Config) -> Result<RecordBatch> {
 }
 
 /// The `sla_policies` table, in configuration order.
-fn policies_batch(config: &Config) -> Result<RecordBatch> {
+pub(crate) fn policies_batch(config: &Config) -> Result<RecordBatch> {
     let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
     let schema = Arc::new(Schema::new(vec![
         Field::new("ordinal", DataType::Int64, false),

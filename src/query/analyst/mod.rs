@@ -360,6 +360,7 @@ impl Analyst {
             )
             .build_arc()
             .map_err(df)?;
+        super::store::install(runtime.as_ref());
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("supportlake", "public");

@@ -1,0 +1,743 @@
+//! Incremental rollups: the derived tables kept as Parquet beside `events`.
+//!
+//! Computing `conversations` from every event costs seconds per ten million events, and the
+//! answer for last month does not change when today's events arrive. The tables of
+//! [`TABLES`] are therefore materialized under `<lake>/<table>/date=D/<generation>.parquet`
+//! (D = UTC day the conversation started; every row of a conversation sits in that one
+//! partition) and listed by the manifest `<lake>/_rollup/state.json`
+//! ([`crate::lake::rollup_state`]).
+//!
+//! # Refresh
+//!
+//! A refresh looks at the `events` files the manifest has not seen (new flushes, late events
+//! in old partitions, merged files of partly unseen inputs) and recomputes only the
+//! conversations they can change:
+//!
+//! 1. **Seeds**: the conversation ids, customer keys and ids of loose messages in the new
+//!    files.
+//! 2. **Closure** over all events: a conversation depends on all its events; a customer's
+//!    loose WhatsApp messages link to that customer's conversations and sessions; a loose
+//!    message is dropped when the same message was reported inside a conversation. So the
+//!    set grows — events of the seeded conversations bring their customers, events of those
+//!    customers bring their conversations, loose messages bring the conversations that hold
+//!    a copy — until a round adds nothing.
+//! 3. **Recompute** the views of `queries/views/` over just those events: the same SQL as
+//!    the raw path, so the result is the same by construction, not by a second
+//!    implementation.
+//! 4. **Replace**: in each partition that held or now holds an affected conversation, the
+//!    old rows of affected conversations are dropped and the new ones added, as a new file;
+//!    then the manifest is replaced (one rename). Replaced files are deleted by a later
+//!    refresh once the grace period is over.
+//!
+//! A rebuild (`--rebuild`, a new configuration fingerprint, or no manifest) starts from
+//! empty tables and feeds every events file through the same steps, a bounded number of
+//! events at a time, so memory stays bounded on a lake of any size.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::SessionContext;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::{Engine, QueryError, catalog};
+use crate::config::Config;
+use crate::lake::compact::event_partitions;
+use crate::lake::rollup_state::{Retired, RollupState};
+use crate::lake::writer::{data_files, file_name, list_dir, write_batches_file};
+use crate::lake::{LakeError, LakePaths, PartitionDate};
+use crate::sources::time::utc_day;
+
+/// The materialized tables, in the order they are computed.
+pub const TABLES: [&str; 4] = [
+    "conversation_links",
+    "conversations",
+    "conversation_intervals",
+    "sla_targets",
+];
+
+/// The column naming the conversation a row belongs to.
+fn key_column(table: &str) -> &'static str {
+    if table == "conversation_links" {
+        "conv"
+    } else {
+        "conversation_id"
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RollupError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("{0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("Arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type Result<T, E = RollupError> = std::result::Result<T, E>;
+
+/// What the rollup tables depend on besides the events: this version's view definitions and
+/// the configuration they read (time zone, metric settings, calendars, SLA policies).
+pub fn fingerprint(config: &Config) -> String {
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    for (name, sql) in catalog::VIEWS {
+        h.update(name.as_bytes());
+        h.update(sql.as_bytes());
+    }
+    h.update(
+        format!(
+            "{:?}|{:?}|{:?}|{:?}",
+            config.timezone, config.metrics, config.calendars, config.sla
+        )
+        .as_bytes(),
+    );
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The live data files of every `events` partition (directory name → file names).
+pub fn live_event_files(paths: &LakePaths) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let mut out = BTreeMap::new();
+    for (date, dir) in event_partitions(paths)? {
+        let names: BTreeSet<String> = data_files(&dir)?.iter().map(|p| file_name(p)).collect();
+        if !names.is_empty() {
+            out.insert(date.dir_name(), names);
+        }
+    }
+    Ok(out)
+}
+
+/// The manifest, when the engine may read it (see [`super::Rollups`]). Problems are logged
+/// and mean "compute from events".
+pub(crate) fn usable_state(
+    paths: &LakePaths,
+    config: &Config,
+    must_be_current: bool,
+) -> Option<RollupState> {
+    let state = match RollupState::load(paths) {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!(error = %e, "rollups not used");
+            return None;
+        }
+    };
+    if state.fingerprint != fingerprint(config) {
+        info!(
+            "rollups were computed with another configuration or version; computing from events until they are rebuilt"
+        );
+        return None;
+    }
+    if must_be_current {
+        match live_event_files(paths) {
+            Ok(live) if live == state.processed => {}
+            Ok(_) => {
+                info!(
+                    "rollups are behind the events (run `supportlake rollup`); computing from events"
+                );
+                return None;
+            }
+            Err(e) => {
+                warn!(error = %e, "rollups not used");
+                return None;
+            }
+        }
+    }
+    Some(state)
+}
+
+/// A table over the manifest's files of `table` (or an empty one).
+pub(crate) async fn table_provider(
+    ctx: &SessionContext,
+    paths: &LakePaths,
+    state: &RollupState,
+    table: &str,
+    schema: SchemaRef,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    let files = state.tables.get(table).cloned().unwrap_or_default();
+    if files.is_empty() {
+        return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+    }
+    files_table(ctx, paths.root(), &files, schema).await
+}
+
+/// A listing table over explicit files (relative to `root`), no partition columns.
+async fn files_table(
+    _ctx: &SessionContext,
+    root: &Path,
+    files: &[String],
+    schema: SchemaRef,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    let root = std::path::absolute(root)
+        .map_err(|e| QueryError::Location(root.display().to_string(), e.to_string()))?;
+    let urls = files
+        .iter()
+        .map(|f| ListingTableUrl::parse(root.join(f).display().to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// Tunables of a refresh.
+#[derive(Debug, Clone)]
+pub struct RefreshOptions {
+    /// Start from empty tables.
+    pub rebuild: bool,
+    /// Replaced rollup files are deleted once they have been out of the manifest this long.
+    pub grace: Duration,
+    /// New events taken per step (bounds memory).
+    pub step_events: u64,
+}
+
+impl Default for RefreshOptions {
+    fn default() -> Self {
+        RefreshOptions {
+            rebuild: false,
+            grace: Duration::from_secs(600),
+            step_events: 4_000_000,
+        }
+    }
+}
+
+/// What a refresh did.
+#[derive(Debug, Default, Clone)]
+pub struct RefreshReport {
+    pub rebuilt: bool,
+    pub steps: usize,
+    pub new_files: usize,
+    pub new_events: u64,
+    /// Events the recomputed conversations hold (new and old).
+    pub events_recomputed: u64,
+    pub conversations_recomputed: u64,
+    pub partitions_rewritten: usize,
+    pub files_written: usize,
+    pub files_deleted: usize,
+    pub elapsed: Duration,
+}
+
+struct NewFile {
+    partition: String,
+    name: String,
+    rows: u64,
+}
+
+/// Brings the rollup tables up to date with the events. The caller must be the lake's only
+/// writer of rollups (the server's maintenance task or a command holding the lake lock).
+/// `progress` is told (done, total) new events after each step.
+pub async fn refresh(
+    paths: &LakePaths,
+    config: Arc<Config>,
+    opts: &RefreshOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<RefreshReport> {
+    let started = Instant::now();
+    let fp = fingerprint(&config);
+    let mut report = RefreshReport::default();
+    let old = RollupState::load(paths)?;
+    let mut state = match old {
+        Some(s) if !opts.rebuild && s.fingerprint == fp => s,
+        other => {
+            report.rebuilt = true;
+            let mut fresh = RollupState::new(fp);
+            if let Some(o) = other {
+                fresh.generation = o.generation;
+                fresh.retired = o.retired.clone();
+                let since = unix_now();
+                for f in o.live_files() {
+                    fresh.retired.push(Retired {
+                        path: f.to_owned(),
+                        since,
+                    });
+                }
+            }
+            fresh
+        }
+    };
+
+    let live = live_event_files(paths)?;
+    // Forget files that are gone (merged, expired, erased into new names).
+    for (part, names) in state.processed.iter_mut() {
+        if let Some(l) = live.get(part) {
+            names.retain(|n| l.contains(n));
+        } else {
+            names.clear();
+        }
+    }
+    state.processed.retain(|_, v| !v.is_empty());
+
+    let mut new_files = Vec::new();
+    for (part, names) in &live {
+        for name in names {
+            if !state.processed.get(part).is_some_and(|s| s.contains(name)) {
+                let path = paths.events().join(part).join(name);
+                new_files.push(NewFile {
+                    partition: part.clone(),
+                    name: name.clone(),
+                    rows: footer_rows(&path)?,
+                });
+            }
+        }
+    }
+    report.new_files = new_files.len();
+    report.new_events = new_files.iter().map(|f| f.rows).sum();
+
+    if !new_files.is_empty() {
+        let raw = Engine::open_with(paths, Arc::clone(&config), super::Rollups::Never).await?;
+        let mut done = 0;
+        let mut step: Vec<NewFile> = Vec::new();
+        let mut step_rows = 0;
+        let mut files = new_files.into_iter().peekable();
+        while let Some(f) = files.next() {
+            step_rows += f.rows;
+            step.push(f);
+            let full = step_rows >= opts.step_events.max(1);
+            if full || files.peek().is_none() {
+                run_step(paths, &config, &raw, &mut state, &step, &mut report).await?;
+                state.refreshed_at = chrono::Utc::now().to_rfc3339();
+                state.save(paths)?;
+                report.steps += 1;
+                done += step_rows;
+                progress(done, report.new_events);
+                step.clear();
+                step_rows = 0;
+            }
+        }
+    } else if report.rebuilt || Some(&state) != RollupState::load(paths)?.as_ref() {
+        state.refreshed_at = chrono::Utc::now().to_rfc3339();
+        state.save(paths)?;
+    }
+    report.files_deleted = collect_garbage(paths, &mut state, opts.grace)?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn footer_rows(path: &Path) -> Result<u64> {
+    let file = File::open(path).map_err(|e| LakeError::io(path, e))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| LakeError::parquet(path, e))?;
+    Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
+/// Deletes retired files past the grace period and files of the rollup tables that no
+/// manifest knows (left by a refresh that crashed before replacing the manifest).
+fn collect_garbage(paths: &LakePaths, state: &mut RollupState, grace: Duration) -> Result<usize> {
+    let now = unix_now();
+    let mut deleted = 0;
+    let mut keep = Vec::new();
+    for r in std::mem::take(&mut state.retired) {
+        if now - r.since >= grace.as_secs() as i64 {
+            let p = paths.root().join(&r.path);
+            match std::fs::remove_file(&p) {
+                Ok(()) => deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LakeError::io(&p, e).into()),
+            }
+        } else {
+            keep.push(r);
+        }
+    }
+    state.retired = keep;
+    let known: HashSet<String> = state
+        .live_files()
+        .into_iter()
+        .map(str::to_owned)
+        .chain(state.retired.iter().map(|r| r.path.clone()))
+        .collect();
+    for table in TABLES {
+        for dir in list_dir(&paths.table(table))? {
+            if !dir.is_dir() {
+                continue;
+            }
+            for f in list_dir(&dir)? {
+                let rel = format!("{table}/{}/{}", file_name(&dir), file_name(&f));
+                let stray_temp = file_name(&f).starts_with('.') && file_name(&f).ends_with(".tmp");
+                if (rel.ends_with(".parquet") && !known.contains(&rel)) || stray_temp {
+                    std::fs::remove_file(&f).map_err(|e| LakeError::io(&f, e))?;
+                    deleted += 1;
+                }
+            }
+            if list_dir(&dir)?.is_empty() {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+    state.save(paths)?;
+    Ok(deleted)
+}
+
+/// A one-column table of keys for semi joins.
+fn keys_table(keys: &HashSet<String>) -> Result<Arc<MemTable>> {
+    let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
+    let array: ArrayRef = Arc::new(StringArray::from_iter_values(keys.iter()));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![array])?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+fn strings(col: &ArrayRef) -> Result<StringArray> {
+    let c = arrow::compute::cast(col, &DataType::Utf8)?;
+    c.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| RollupError::Invalid("expected a string column".into()))
+}
+
+fn column<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef> {
+    b.column_by_name(name)
+        .ok_or_else(|| RollupError::Invalid(format!("column {name} missing")))
+}
+
+/// The keys a set of events touches: conversation ids, customer keys, ids of loose messages.
+#[derive(Default)]
+struct Keys {
+    convs: HashSet<String>,
+    customers: HashSet<String>,
+    loose_messages: HashSet<String>,
+}
+
+impl Keys {
+    /// Adds the keys of rows (conversation_id, customer_key, loose_msg); returns the ones
+    /// that were new.
+    fn absorb(&mut self, batches: &[RecordBatch]) -> Result<Keys> {
+        let mut fresh = Keys::default();
+        for b in batches {
+            let c = strings(b.column(0))?;
+            let k = strings(b.column(1))?;
+            let m = strings(b.column(2))?;
+            for i in 0..b.num_rows() {
+                if c.is_valid(i) && self.convs.insert(c.value(i).to_owned()) {
+                    fresh.convs.insert(c.value(i).to_owned());
+                }
+                if k.is_valid(i) && self.customers.insert(k.value(i).to_owned()) {
+                    fresh.customers.insert(k.value(i).to_owned());
+                }
+                if m.is_valid(i) && self.loose_messages.insert(m.value(i).to_owned()) {
+                    fresh.loose_messages.insert(m.value(i).to_owned());
+                }
+            }
+        }
+        Ok(fresh)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.convs.is_empty() && self.customers.is_empty() && self.loose_messages.is_empty()
+    }
+}
+
+const KEY_COLUMNS: &str = "conversation_id, customer_key, \
+     CASE WHEN conversation_id IS NULL AND kind IN ('message_in', 'message_out') \
+          THEN message_id END AS loose_msg";
+const CONVERSATION_KINDS: &str = "kind NOT IN ('agent_status', 'message_status')";
+
+async fn run_step(
+    paths: &LakePaths,
+    config: &Arc<Config>,
+    raw: &Engine,
+    state: &mut RollupState,
+    step: &[NewFile],
+    report: &mut RefreshReport,
+) -> Result<()> {
+    let ctx = raw.context();
+    // 1. Seeds from the new files alone.
+    let rel: Vec<String> = step
+        .iter()
+        .map(|f| format!("events/{}/{}", f.partition, f.name))
+        .collect();
+    let new_events = files_table(ctx, paths.root(), &rel, crate::event::schema()).await?;
+    ctx.register_table("_rollup_new", new_events)?;
+    let seeds = ctx
+        .sql(&format!(
+            "SELECT DISTINCT {KEY_COLUMNS} FROM _rollup_new WHERE {CONVERSATION_KINDS}"
+        ))
+        .await?
+        .collect()
+        .await;
+    ctx.deregister_table("_rollup_new")?;
+    let mut keys = Keys::default();
+    let mut delta = keys.absorb(&seeds?)?;
+
+    // 2. Closure over every event.
+    while !delta.is_empty() {
+        ctx.register_table("_rollup_c", keys_table(&delta.convs)?)?;
+        ctx.register_table("_rollup_k", keys_table(&delta.customers)?)?;
+        ctx.register_table("_rollup_m", keys_table(&delta.loose_messages)?)?;
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM events WHERE {CONVERSATION_KINDS} \
+               AND conversation_id IN (SELECT k FROM _rollup_c) \
+             UNION SELECT {KEY_COLUMNS} FROM events WHERE {CONVERSATION_KINDS} \
+               AND customer_key IN (SELECT k FROM _rollup_k) \
+             UNION SELECT {KEY_COLUMNS} FROM events WHERE {CONVERSATION_KINDS} \
+               AND conversation_id IS NOT NULL AND message_id IN (SELECT k FROM _rollup_m)"
+        );
+        let rows = ctx.sql(&sql).await?.collect().await;
+        for t in ["_rollup_c", "_rollup_k", "_rollup_m"] {
+            ctx.deregister_table(t)?;
+        }
+        delta = keys.absorb(&rows?)?;
+    }
+
+    // 3. The events of the affected conversations and customers, and the views over them.
+    ctx.register_table("_rollup_c", keys_table(&keys.convs)?)?;
+    ctx.register_table("_rollup_k", keys_table(&keys.customers)?)?;
+    let subset = ctx
+        .sql(&format!(
+            "SELECT * FROM events WHERE {CONVERSATION_KINDS} \
+               AND conversation_id IN (SELECT k FROM _rollup_c) \
+             UNION ALL SELECT * FROM events WHERE {CONVERSATION_KINDS} \
+               AND conversation_id IS NULL AND customer_key IN (SELECT k FROM _rollup_k)"
+        ))
+        .await?;
+    let subset_schema: SchemaRef = Arc::new(subset.schema().as_arrow().clone());
+    let subset = subset.collect().await;
+    ctx.deregister_table("_rollup_c")?;
+    ctx.deregister_table("_rollup_k")?;
+    let subset = subset?;
+    report.events_recomputed += subset.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+    let events = MemTable::try_new(subset_schema, vec![subset])?;
+    let sub = Engine::over_events(Arc::new(events), Arc::clone(config)).await?;
+    let mut fresh: BTreeMap<&str, (SchemaRef, Vec<RecordBatch>)> = BTreeMap::new();
+    for table in TABLES {
+        let (schema, batches) = sub.sql(&format!("SELECT * FROM {table}")).await?;
+        let schema = plain_schema(&schema);
+        let batches = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| plain_batch(b, &schema))
+            .collect::<Result<Vec<_>>>()?;
+        fresh.insert(table, (schema, batches));
+    }
+    drop(sub);
+
+    // Start day of each recomputed conversation.
+    let mut start_day: HashMap<String, i32> = HashMap::new();
+    for b in &fresh["conversations"].1 {
+        let ids = strings(column(b, "conversation_id")?)?;
+        let started = column(b, "started_at")?
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .ok_or_else(|| RollupError::Invalid("started_at is not a timestamp".into()))?
+            .clone();
+        for i in 0..b.num_rows() {
+            start_day.insert(ids.value(i).to_owned(), utc_day(started.value(i)));
+        }
+    }
+    report.conversations_recomputed += start_day.len() as u64;
+
+    // 4. The old rows to replace: affected conversations of the current tables.
+    let mut replaced: HashSet<String> = start_day.keys().cloned().collect();
+    let mut days: BTreeSet<i32> = start_day.values().copied().collect();
+    for rel in state
+        .tables
+        .get("conversations")
+        .cloned()
+        .unwrap_or_default()
+    {
+        let path = paths.root().join(&rel);
+        let day = partition_of(&rel)?;
+        for b in read_columns(&path, &["conversation_id", "customer_key"])? {
+            let ids = strings(b.column(0))?;
+            let cust = strings(b.column(1))?;
+            for i in 0..b.num_rows() {
+                let id = ids.value(i);
+                if keys.convs.contains(id)
+                    || (cust.is_valid(i) && keys.customers.contains(cust.value(i)))
+                {
+                    replaced.insert(id.to_owned());
+                    days.insert(day.0);
+                }
+            }
+        }
+    }
+
+    state.generation += 1;
+    let generation = state.generation;
+    let since = unix_now();
+    for table in TABLES {
+        let (schema, batches) = &fresh[table];
+        let key = key_column(table);
+        // New rows by day.
+        let mut by_day: BTreeMap<i32, Vec<RecordBatch>> = BTreeMap::new();
+        for b in batches {
+            let ids = strings(column(b, key)?)?;
+            let mut idx: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+            for i in 0..b.num_rows() {
+                let d = start_day.get(ids.value(i)).copied().ok_or_else(|| {
+                    RollupError::Invalid(format!(
+                        "{table} has a row for conversation {} that conversations does not",
+                        ids.value(i)
+                    ))
+                })?;
+                idx.entry(d).or_default().push(i as u32);
+            }
+            for (d, rows) in idx {
+                let taken =
+                    arrow::compute::take_record_batch(b, &arrow::array::UInt32Array::from(rows))?;
+                by_day.entry(d).or_default().push(taken);
+            }
+        }
+        let files = state.tables.entry(table.to_owned()).or_default();
+        for &day in &days {
+            let d = PartitionDate(day);
+            let prefix = format!("{table}/{}/", d.dir_name());
+            let (old, rest): (Vec<String>, Vec<String>) =
+                files.drain(..).partition(|f| f.starts_with(&prefix));
+            *files = rest;
+            let mut out: Vec<RecordBatch> = Vec::new();
+            for rel in &old {
+                for b in read_columns(&paths.root().join(rel), &[])? {
+                    let b = plain_batch(&b, schema)?;
+                    let ids = strings(column(&b, key)?)?;
+                    let keep: BooleanArray = (0..b.num_rows())
+                        .map(|i| Some(!replaced.contains(ids.value(i))))
+                        .collect();
+                    let kept = arrow::compute::filter_record_batch(&b, &keep)?;
+                    if kept.num_rows() > 0 {
+                        out.push(kept);
+                    }
+                }
+                state.retired.push(Retired {
+                    path: rel.clone(),
+                    since,
+                });
+            }
+            out.extend(by_day.remove(&day).unwrap_or_default());
+            if out.iter().map(|b| b.num_rows()).sum::<usize>() > 0 {
+                let rel = format!("{prefix}{generation:020}.parquet");
+                write_batches_file(&paths.root().join(&rel), Arc::clone(schema), &out)?;
+                report.files_written += 1;
+                files.push(rel);
+            }
+        }
+        files.sort();
+    }
+    report.partitions_rewritten += days.len();
+    for f in step {
+        state
+            .processed
+            .entry(f.partition.clone())
+            .or_default()
+            .insert(f.name.clone());
+    }
+    Ok(())
+}
+
+/// The partition of a rollup file path `table/date=D/name`.
+fn partition_of(rel: &str) -> Result<PartitionDate> {
+    rel.split('/')
+        .nth(1)
+        .and_then(PartitionDate::parse_dir_name)
+        .ok_or_else(|| RollupError::Invalid(format!("{rel}: not a rollup partition path")))
+}
+
+/// Reads a Parquet file, all columns or the named ones (in that order).
+fn read_columns(path: &PathBuf, names: &[&str]) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(|e| LakeError::io(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| LakeError::parquet(path, e))?;
+    let schema = Arc::clone(builder.schema());
+    let builder = if names.is_empty() {
+        builder
+    } else {
+        let idx = names
+            .iter()
+            .map(|n| {
+                schema
+                    .index_of(n)
+                    .map_err(|_| RollupError::Invalid(format!("{}: no column {n}", path.display())))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), idx.clone());
+        builder.with_projection(mask)
+    };
+    let reader = builder
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| LakeError::parquet(path, e))?;
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b?;
+        if names.is_empty() {
+            out.push(b);
+        } else {
+            // The projection keeps file order; put the columns in the asked order.
+            let cols = names
+                .iter()
+                .map(|n| {
+                    b.column_by_name(n).cloned().ok_or_else(|| {
+                        RollupError::Invalid(format!("{}: no column {n}", path.display()))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let fields: Vec<Field> = names
+                .iter()
+                .zip(&cols)
+                .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
+                .collect();
+            out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The schema as stored: string views become plain strings (every reader knows those), and
+/// every column nullable.
+fn plain_schema(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let t = match f.data_type() {
+                    DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+                    t => t.clone(),
+                };
+                Field::new(f.name(), t, true)
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn plain_batch(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = column(b, f.name())?;
+            Ok(if c.data_type() == f.data_type() {
+                Arc::clone(c)
+            } else {
+                arrow::compute::cast(c, f.data_type())?
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), cols)?)
+}
