@@ -186,6 +186,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         pg_listen: args.pg_listen,
         pg_tls: None,
         smtp: None,
+        upkeep: crate::server::upkeep::UpkeepOptions::default(),
     };
     eprintln!("serving the demo lake; Ctrl-C to stop");
     rt.block_on(crate::server::serve(opts))?;

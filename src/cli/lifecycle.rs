@@ -11,11 +11,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::{ConfigArg, EXIT_OK, LakeArg};
 use crate::config::Config;
 use crate::lake::compact::{self, CompactOptions, CompactReport};
-use crate::lake::rollup_state::RollupState;
 use crate::lake::{LakeLock, LakePaths};
 use crate::query::rollup::{self, RefreshOptions, RefreshReport};
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 90s, 10m, 1h)"))
 }
 
@@ -72,31 +71,12 @@ pub fn run_compact(args: CompactArgs) -> anyhow::Result<u8> {
         sweep_temps: true,
         partitions: Vec::new(),
     };
-    let report = compact_lake(&paths, &opts, SystemTime::now())?;
+    let report = compact::compact_lake(&paths, &opts, SystemTime::now())
+        .with_context(|| format!("compaction of {} failed", paths.root().display()))?;
     if !args.quiet {
         print!("{}", render_compact(&report));
     }
     Ok(EXIT_OK)
-}
-
-/// Compacts and keeps the rollup manifest's record of processed files in step.
-pub fn compact_lake(
-    paths: &LakePaths,
-    opts: &CompactOptions,
-    now: SystemTime,
-) -> anyhow::Result<CompactReport> {
-    let mut state = RollupState::load(paths)?;
-    let report = compact::compact(paths, opts, now, |m| {
-        if let Some(s) = state.as_mut() {
-            let inputs: Vec<String> = m.inputs.iter().map(|n| n.file_name()).collect();
-            if s.on_compacted(&m.partition.dir_name(), &inputs, &m.output.file_name()) {
-                s.save(paths)?;
-            }
-        }
-        Ok(())
-    })
-    .with_context(|| format!("compaction of {} failed", paths.root().display()))?;
-    Ok(report)
 }
 
 pub fn render_compact(r: &CompactReport) -> String {

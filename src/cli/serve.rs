@@ -35,6 +35,11 @@ use crate::server::{ServerOptions, serve};
 /// /api/v1/conversations, /api/v1/live, POST /api/v1/sql [read], the dashboards at /,
 /// /healthz, /readyz, /metrics; /api/v1/openapi.json describes them all.
 ///
+/// Upkeep, in the background: after every flush the rollup tables (conversations,
+/// sla_targets, …) are refreshed for what changed, so pages stay fast over years of data
+/// and trail ingest by that refresh (seconds); every --compact-interval the small files of
+/// each day are merged. See `supportlake rollup --help` and `supportlake compact --help`.
+///
 /// Analysts: POST /api/v1/sql takes one read-only SQL statement; --pg-listen also answers
 /// the Postgres protocol (database "supportlake", a read token as password). Both run in
 /// the analyst sandbox (--sql-* flags); see docs/sql.md.
@@ -69,6 +74,16 @@ pub struct Args {
     pub pg_tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub sandbox: super::pg::SandboxArgs,
+    /// Do not keep the rollup tables up to date (pages then compute from every event).
+    #[arg(long)]
+    pub no_rollups: bool,
+    /// How often small events files are merged (0s: never).
+    #[arg(long, default_value = "10m", value_parser = super::lifecycle::parse_duration, value_name = "DURATION")]
+    pub compact_interval: Duration,
+    /// How long files replaced by compaction or a rollup refresh stay for readers that
+    /// listed them before (other programs reading the folder included).
+    #[arg(long, default_value = "10m", value_parser = super::lifecycle::parse_duration, value_name = "DURATION")]
+    pub grace: Duration,
     /// fsync every request on its own instead of in groups (only to measure what group
     /// commit gains; never in production).
     #[arg(long, hide = true)]
@@ -127,6 +142,11 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         pg_tls: args.pg_tls_cert.clone().zip(args.pg_tls_key.clone()),
         smtp: super::report::smtp_settings(&config)?,
         config,
+        upkeep: crate::server::upkeep::UpkeepOptions {
+            rollups: !args.no_rollups,
+            compact_interval: (!args.compact_interval.is_zero()).then_some(args.compact_interval),
+            grace: args.grace,
+        },
     })
 }
 

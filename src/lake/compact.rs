@@ -224,6 +224,25 @@ pub fn compact(
     Ok(report)
 }
 
+/// [`compact`], keeping the rollup manifest's record of processed files in step: a merge
+/// of files the rollups already reflect is itself reflected.
+pub fn compact_lake(
+    paths: &LakePaths,
+    opts: &CompactOptions,
+    now: SystemTime,
+) -> Result<CompactReport> {
+    let mut state = super::rollup_state::RollupState::load(paths)?;
+    compact(paths, opts, now, |m| {
+        if let Some(s) = state.as_mut() {
+            let inputs: Vec<String> = m.inputs.iter().map(|n| n.file_name()).collect();
+            if s.on_compacted(&m.partition.dir_name(), &inputs, &m.output.file_name()) {
+                s.save(paths)?;
+            }
+        }
+        Ok(())
+    })
+}
+
 fn merge_run(
     dir: &Path,
     partition: PartitionDate,

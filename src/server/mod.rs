@@ -23,6 +23,7 @@
 
 pub use crate::auth;
 pub mod pages;
+pub mod upkeep;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -80,6 +81,8 @@ pub struct ServerOptions {
     pub pg_tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Where scheduled reports are sent from (none: scheduled runs fail with a clear error).
     pub smtp: Option<SmtpSettings>,
+    /// Rollup refresh and compaction in the background.
+    pub upkeep: upkeep::UpkeepOptions,
 }
 
 #[derive(Default)]
@@ -101,8 +104,8 @@ struct AppState {
     chatwoot_secret: Option<Vec<u8>>,
     key: PseudonymKey,
     wal: Wal,
-    /// The query session and the lake generation it was opened at.
-    engine: Mutex<Option<(u64, Arc<Engine>)>>,
+    /// The query session and the lake and upkeep generations it was opened at.
+    engine: Mutex<Option<((u64, u64), Arc<Engine>)>>,
     dashboards: Vec<(String, pages::Dashboard)>,
     counters: Counters,
     quarantine_seq: AtomicU64,
@@ -110,6 +113,12 @@ struct AppState {
     /// The scheduled reports and their last runs.
     reports: Arc<Mutex<Scheduler>>,
     smtp: Option<SmtpSettings>,
+    /// Held by whatever rewrites lake files besides the flusher (compaction, rollup refresh,
+    /// erasure, retention), so they run one at a time.
+    maintenance: Arc<Mutex<()>>,
+    upkeep: upkeep::UpkeepStats,
+    /// Whether the query session reads the rollup tables.
+    rollups: bool,
 }
 
 /// The analyst sessions read the server's current engine.
@@ -322,14 +331,24 @@ impl AppState {
 
     /// The query session, reopened when the flusher has added files since.
     async fn engine(&self) -> ApiResult<Arc<Engine>> {
-        let generation = self.wal.stats().lake_generation.load(Ordering::SeqCst);
+        let generation = (
+            self.wal.stats().lake_generation.load(Ordering::SeqCst),
+            self.upkeep.generation.load(Ordering::SeqCst),
+        );
         let mut slot = self.engine.lock().await;
         if let Some((g, e)) = slot.as_ref()
             && *g == generation
         {
             return Ok(Arc::clone(e));
         }
-        let engine = Engine::open(&self.paths, Arc::clone(&self.config))
+        // The upkeep refreshes the rollups right after each flush; reading them meanwhile
+        // keeps pages fast at the cost of trailing ingest by that refresh.
+        let rollups = if self.rollups {
+            crate::query::Rollups::IfConfigMatches
+        } else {
+            crate::query::Rollups::Never
+        };
+        let engine = Engine::open_with(&self.paths, Arc::clone(&self.config), rollups)
             .await
             .map_err(|e| {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
@@ -1206,6 +1225,18 @@ async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
          # HELP supportlake_last_flush_seconds Duration of the last flush.\n\
          # TYPE supportlake_last_flush_seconds gauge\n\
          supportlake_last_flush_seconds {:.6}\n\
+         # HELP supportlake_rollup_refreshes_total Rollup refreshes (after flushes).\n\
+         # TYPE supportlake_rollup_refreshes_total counter\n\
+         supportlake_rollup_refreshes_total {}\n\
+         # HELP supportlake_rollup_refresh_failures_total Rollup refreshes that failed.\n\
+         # TYPE supportlake_rollup_refresh_failures_total counter\n\
+         supportlake_rollup_refresh_failures_total {}\n\
+         # HELP supportlake_last_rollup_refresh_seconds Duration of the last rollup refresh.\n\
+         # TYPE supportlake_last_rollup_refresh_seconds gauge\n\
+         supportlake_last_rollup_refresh_seconds {:.6}\n\
+         # HELP supportlake_compaction_files_merged_total Small files merged by compaction.\n\
+         # TYPE supportlake_compaction_files_merged_total counter\n\
+         supportlake_compaction_files_merged_total {}\n\
          # HELP supportlake_queries_total Metric queries run.\n\
          # TYPE supportlake_queries_total counter\n\
          supportlake_queries_total {}\n\
@@ -1221,6 +1252,10 @@ async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
         l(&w.bytes_unflushed),
         l(&w.flushes),
         l(&w.last_flush_micros) as f64 / 1e6,
+        l(&s.upkeep.refreshes),
+        l(&s.upkeep.refresh_failures),
+        l(&s.upkeep.last_refresh_micros) as f64 / 1e6,
+        l(&s.upkeep.files_merged),
         l(&c.query_count),
         l(&c.query_micros) as f64 / 1e6,
     );
@@ -1462,8 +1497,12 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         analyst: Arc::clone(&analyst),
         reports: Arc::new(Mutex::new(scheduler)),
         smtp: opts.smtp.clone(),
+        maintenance: Arc::new(Mutex::new(())),
+        upkeep: upkeep::UpkeepStats::default(),
+        rollups: opts.upkeep.rollups,
     });
     tokio::spawn(run_reports(Arc::downgrade(&state)));
+    upkeep::start(Arc::downgrade(&state), opts.upkeep.clone())?;
     analyst.set_source(Arc::new(StateEngine(Arc::downgrade(&state))));
     if let Some(pg_addr) = opts.pg_listen {
         if state.tokens.is_empty() && !pg_addr.ip().is_loopback() {

@@ -483,7 +483,7 @@ async fn execute(
 
 /// Lowers the CPU priority of the calling thread (Linux: per-thread nice value), so analyst
 /// work yields to ingest and dashboards when the cores are busy.
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid and setpriority only read their integer arguments; a failure leaves
     // the thread at its normal priority.
