@@ -121,6 +121,9 @@ impl Engine {
             Rollups::Never => None,
             _ => rollup::usable_state(paths, &config, rollups == Rollups::IfCurrent),
         };
+        if let Some(s) = &state {
+            tracing::info!(generation = s.generation, refreshed_at = %s.refreshed_at, "derived tables read from the rollups");
+        }
         Self::finish(ctx, config, state.as_ref().map(|s| (paths, s))).await
     }
 

@@ -97,7 +97,12 @@ async fn run(state: Weak<AppState>, opts: UpkeepOptions) {
                         .files_merged
                         .fetch_add(merged as u64, Ordering::Relaxed);
                     if !r.merges.is_empty() || !r.deleted.is_empty() {
-                        info!(merges = r.merges.len(), files_merged = merged, deleted = r.deleted.len(), "compaction");
+                        info!(
+                            merges = r.merges.len(),
+                            files_merged = merged,
+                            deleted = r.deleted.len(),
+                            "compaction"
+                        );
                         s.upkeep.generation.fetch_add(1, Ordering::SeqCst);
                     }
                 }
@@ -120,8 +125,13 @@ async fn run(state: Weak<AppState>, opts: UpkeepOptions) {
                         .last_refresh_micros
                         .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     if r.steps > 0 || r.rebuilt || r.files_deleted > 0 {
-                        info!(new_events = r.new_events, conversations = r.conversations_recomputed,
-                              seconds = r.elapsed.as_secs_f64(), rebuilt = r.rebuilt, "rollups refreshed");
+                        info!(
+                            new_events = r.new_events,
+                            conversations = r.conversations_recomputed,
+                            seconds = r.elapsed.as_secs_f64(),
+                            rebuilt = r.rebuilt,
+                            "rollups refreshed"
+                        );
                         s.upkeep.generation.fetch_add(1, Ordering::SeqCst);
                     }
                 }

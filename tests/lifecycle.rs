@@ -1,0 +1,461 @@
+//! The lake's lifecycle through the real binary: compaction under concurrent readers and
+//! SIGKILL, rollups after shuffled, late and duplicated ingests, and the server's upkeep.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{ALL_EVENTS, bin, generate, request, run, run_ok, sql_csv, walk};
+
+/// Lines of a generated dataset, by source, shuffled with a seed and every `dup`-th line
+/// repeated; written as `chunks` rounds of files.
+fn shuffled_chunks(
+    data: &Path,
+    out: &Path,
+    chunks: usize,
+    dup: usize,
+    seed: u64,
+) -> Vec<Vec<PathBuf>> {
+    let mut lines: Vec<(&str, String)> = Vec::new();
+    for source in ["agent-log", "whatsapp", "chatwoot"] {
+        for f in walk(&data.join(source)) {
+            for l in std::fs::read_to_string(f).unwrap().lines() {
+                lines.push((source, l.to_owned()));
+            }
+        }
+    }
+    let mut s = seed | 1;
+    for i in (1..lines.len()).rev() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        lines.swap(i, (s % (i as u64 + 1)) as usize);
+    }
+    let again: Vec<_> = lines.iter().step_by(dup).cloned().collect();
+    lines.extend(again);
+    std::fs::create_dir_all(out).unwrap();
+    let per = lines.len().div_ceil(chunks);
+    lines
+        .chunks(per)
+        .enumerate()
+        .map(|(k, chunk)| {
+            let mut files = Vec::new();
+            for source in ["agent-log", "whatsapp", "chatwoot"] {
+                let mine: Vec<&str> = chunk
+                    .iter()
+                    .filter(|(s, _)| *s == source)
+                    .map(|(_, l)| l.as_str())
+                    .collect();
+                if !mine.is_empty() {
+                    let p = out.join(format!("{k:03}-{source}.jsonl"));
+                    std::fs::write(&p, mine.join("\n")).unwrap();
+                    files.push(p);
+                }
+            }
+            files
+        })
+        .collect()
+}
+
+fn ingest_quiet(lake: &Path, files: &[PathBuf], extra: &[&str]) {
+    let (code, out, err) = run(bin()
+        .arg("ingest")
+        .arg("--lake")
+        .arg(lake)
+        .args(["--quiet", "--receipt", "json"])
+        .args(extra)
+        .args(files));
+    assert!(
+        code == 0 || code == 2,
+        "ingest failed ({code}):\n{out}\n{err}"
+    );
+}
+
+fn data_files(lake: &Path) -> Vec<PathBuf> {
+    walk(&lake.join("events"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect()
+}
+
+const COUNT: &str = "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM events";
+
+#[test]
+fn compaction_keeps_every_event_exactly_once_under_readers_and_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 3, 80, 5);
+    let lake = dir.path().join("lake");
+    // Many small deliveries: every ingest run adds a file to each day it touches.
+    for files in shuffled_chunks(&data, &dir.path().join("chunks"), 12, 1_000_000, 9) {
+        ingest_quiet(&lake, &files, &["--no-rollup"]);
+    }
+    let before_files = data_files(&lake).len();
+    assert!(before_files >= 24, "{before_files} files");
+    let baseline = sql_csv(&lake, COUNT);
+    let all_before = sql_csv(&lake, ALL_EVENTS);
+    let n: u64 = baseline
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n > 5_000, "{baseline}");
+    assert_eq!(baseline.lines().nth(1).unwrap(), format!("{n},{n}"));
+
+    // A reader counts over and over while compactions run and are killed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (lake, stop, baseline) = (lake.clone(), Arc::clone(&stop), baseline.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(Ordering::SeqCst) {
+                assert_eq!(sql_csv(&lake, COUNT), baseline, "a read during compaction");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for delay_ms in [5u64, 20, 60, 150, 300, 600] {
+        let mut child = bin()
+            .args(["compact", "--quiet", "--target-rows", "900", "--lake"])
+            .arg(&lake)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert_eq!(
+            sql_csv(&lake, COUNT),
+            baseline,
+            "after a SIGKILL at {delay_ms} ms"
+        );
+    }
+    let out = run_ok(
+        bin()
+            .args(["compact", "--target-rows", "900", "--lake"])
+            .arg(&lake),
+        0,
+    );
+    assert!(out.contains("files: "), "{out}");
+    stop.store(true, Ordering::SeqCst);
+    let reads = reader.join().unwrap();
+    assert!(reads >= 3, "only {reads} reads ran during compaction");
+
+    // Replaced files are still there for readers; with no grace they go.
+    assert!(data_files(&lake).len() > before_files / 2);
+    let out = run_ok(
+        bin()
+            .args(["compact", "--grace", "0s", "--lake"])
+            .arg(&lake),
+        0,
+    );
+    assert!(out.contains("replaced files deleted"), "{out}");
+    let after_files = data_files(&lake).len();
+    assert!(
+        after_files * 2 < before_files,
+        "{before_files} → {after_files} files\n{out}"
+    );
+    assert!(
+        !walk(&lake.join("events"))
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".tmp")),
+        "no temp file is left"
+    );
+    assert_eq!(sql_csv(&lake, COUNT), baseline);
+    assert_eq!(sql_csv(&lake, ALL_EVENTS), all_before);
+
+    // DuckDB-style readers that glob the folder see every event once after the grace period.
+    // (The writer still dedupes against merged files: ingesting everything again adds nothing.)
+    for files in shuffled_chunks(&data, &dir.path().join("again"), 2, 1_000_000, 3) {
+        ingest_quiet(&lake, &files, &["--no-rollup"]);
+    }
+    assert_eq!(sql_csv(&lake, COUNT), baseline);
+}
+
+fn config(dir: &Path) -> PathBuf {
+    let p = dir.join("config.toml");
+    std::fs::write(
+        &p,
+        r#"timezone = "America/Sao_Paulo"
+[metrics]
+calendar = "default"
+[calendars.default]
+mon = ["08:00-18:00"]
+tue = ["08:00-18:00"]
+wed = ["08:00-18:00"]
+thu = ["08:00-18:00"]
+fri = ["08:00-18:00"]
+[[sla.policies]]
+name = "all"
+first_response = "5m"
+next_response = "10m"
+resolution = "2h"
+calendar = "default"
+"#,
+    )
+    .unwrap();
+    p
+}
+
+fn sql_with(lake: &Path, cfg: &Path, query: &str, from_events: bool) -> (String, String) {
+    let mut c = bin();
+    c.env("SUPPORTLAKE_LOG", "info")
+        .args(["sql", "--format", "csv", "--lake"])
+        .arg(lake)
+        .arg("--config")
+        .arg(cfg);
+    if from_events {
+        c.arg("--from-events");
+    }
+    let (code, out, err) = run(c.arg(query));
+    assert_eq!(code, 0, "{err}");
+    (out, err)
+}
+
+fn metric_json(lake: &Path, cfg: &Path, name: &str, from_events: bool) -> String {
+    let mut c = bin();
+    c.args(["metrics", name, "--lake"])
+        .arg(lake)
+        .arg("--config")
+        .arg(cfg)
+        .args([
+            "--from",
+            "2026-11-02",
+            "--to",
+            "2026-11-07",
+            "--interval",
+            "day",
+            "--group-by",
+            "team",
+            "--now",
+            "2026-11-06T12:00:00Z",
+            "--format",
+            "json",
+        ]);
+    if from_events {
+        c.arg("--from-events");
+    }
+    run_ok(&mut c, 0)
+}
+
+#[test]
+fn rollups_after_shuffled_late_duplicated_ingests_equal_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let data = dir.path().join("data");
+    generate(&data, 4, 50, 17);
+    let lake = dir.path().join("lake");
+    // Four rounds in shuffled order (later rounds bring events of earlier days: late
+    // events), every 5th line twice. Each ingest refreshes the rollups.
+    for files in shuffled_chunks(&data, &dir.path().join("chunks"), 4, 5, 21) {
+        ingest_quiet(&lake, &files, &["--config", cfg.to_str().unwrap()]);
+    }
+    assert!(lake.join("_rollup/state.json").is_file());
+    let tables = [
+        "SELECT * FROM conversations ORDER BY conversation_id",
+        "SELECT * FROM conversation_links ORDER BY event_id",
+        "SELECT * FROM conversation_intervals ORDER BY conversation_id, open_from",
+        "SELECT * FROM sla_targets ORDER BY conversation_id, metric, applied_at, policy",
+    ];
+    let check = |label: &str| {
+        for q in tables {
+            let (rolled, log) = sql_with(&lake, &cfg, q, false);
+            assert!(
+                log.contains("derived tables read from the rollups"),
+                "{label}: {log}"
+            );
+            let (raw, log) = sql_with(&lake, &cfg, q, true);
+            assert!(!log.contains("read from the rollups"), "{label}: {log}");
+            assert!(rolled.lines().count() > 10, "{label}: {q}");
+            assert_eq!(rolled, raw, "{label}: {q}");
+        }
+        for m in [
+            "wait",
+            "handle",
+            "open_conversations",
+            "messages",
+            "service_level",
+            "abandonment",
+            "csat",
+            "sla",
+            "agent_activity",
+        ] {
+            assert_eq!(
+                metric_json(&lake, &cfg, m, false),
+                metric_json(&lake, &cfg, m, true),
+                "{label}: {m}"
+            );
+        }
+    };
+    check("incremental");
+
+    let out = run_ok(
+        bin()
+            .args(["rollup", "--lake"])
+            .arg(&lake)
+            .arg("--config")
+            .arg(&cfg),
+        0,
+    );
+    assert!(out.contains("up to date"), "{out}");
+    let out = run_ok(
+        bin()
+            .args(["rollup", "--rebuild", "--step-events", "5000", "--lake"])
+            .arg(&lake)
+            .arg("--config")
+            .arg(&cfg),
+        0,
+    );
+    assert!(out.contains("rebuilt"), "{out}");
+    check("rebuilt");
+
+    // Events the rollups have not seen: the command line computes from the events.
+    let extra = dir.path().join("late.jsonl");
+    std::fs::write(
+        &extra,
+        r#"{"id":"late-1","ts":"2026-11-03T12:00:00Z","type":"conversation.opened","conversation_id":"late-conv","team":"late-team"}"#,
+    )
+    .unwrap();
+    ingest_quiet(&lake, &[extra], &["--no-rollup"]);
+    let (out, log) = sql_with(
+        &lake,
+        &cfg,
+        "SELECT count(*) FROM conversations WHERE conversation_id = 'late-conv'",
+        false,
+    );
+    assert!(log.contains("behind the events"), "{log}");
+    assert!(out.ends_with("1\n"), "{out}");
+}
+
+const READ: &str = "read-token-0123456789";
+const INGEST: &str = "ingest-token-0123456789";
+
+struct Server {
+    child: Child,
+    http: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(lake: &Path, cfg: &Path, extra: &[&str]) -> Server {
+    let mut child = bin()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--flush-interval",
+            "0.2",
+            "--lake",
+        ])
+        .arg(lake)
+        .arg("--config")
+        .arg(cfg)
+        .args(extra)
+        .env("SUPPORTLAKE_TOKENS", format!("read:{READ},ingest:{INGEST}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let http = loop {
+        let line = lines.next().expect("serve announces its address").unwrap();
+        if let Some(a) = line.strip_prefix("listening on http://") {
+            break a.to_owned();
+        }
+    };
+    Server { child, http }
+}
+
+fn get_json(addr: &str, path: &str) -> serde_json::Value {
+    let auth = format!("Bearer {READ}");
+    let (status, _, body) = request(addr, "GET", path, &[("Authorization", &auth)], b"");
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn serve_refreshes_rollups_after_flushes_and_compacts_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let lake = dir.path().join("lake");
+    let s = serve(&lake, &cfg, &["--compact-interval", "1s", "--grace", "0s"]);
+    let auth = format!("Bearer {INGEST}");
+    // Ten deliveries, each its own flush: ten small files in one day.
+    for k in 0..10 {
+        let body = format!(
+            "{{\"id\":\"o{k}\",\"ts\":\"2026-11-04T1{k}:00:00Z\",\"type\":\"conversation.opened\",\"conversation_id\":\"c{k}\",\"team\":\"t\"}}\n\
+             {{\"id\":\"q{k}\",\"ts\":\"2026-11-04T1{k}:00:10Z\",\"type\":\"conversation.queued\",\"conversation_id\":\"c{k}\",\"team\":\"t\"}}\n\
+             {{\"id\":\"m{k}\",\"ts\":\"2026-11-04T1{k}:01:10Z\",\"type\":\"message.sent\",\"author\":\"agent\",\"agent_id\":\"a\",\"conversation_id\":\"c{k}\",\"team\":\"t\"}}\n"
+        );
+        let (status, _, b) = request(
+            &s.http,
+            "POST",
+            "/ingest/events",
+            &[("Authorization", &auth)],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&b));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // The wait of every conversation is 60 s; all ten show once the rollups caught up.
+    let path = "/api/v1/metrics/wait?from=2026-11-04&to=2026-11-05";
+    wait_for("the rollups to hold all ten conversations", || {
+        let v = get_json(&s.http, path);
+        v["series"][0]["points"][0]["count"] == 10
+    });
+    let v = get_json(&s.http, path);
+    assert_eq!(v["series"][0]["points"][0]["value"], 60.0, "{v}");
+    // Compaction merged the day's small files (and, with no grace, deleted the inputs).
+    let day = lake.join("events/date=2026-11-04");
+    wait_for("compaction", || {
+        std::fs::read_dir(&day)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "parquet")
+            })
+            .count()
+            == 1
+    });
+    let (status, _, _) = request(&s.http, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    let (_, _, body) = request(&s.http, "GET", "/metrics", &[], b"");
+    let text = String::from_utf8_lossy(&body);
+    let merged: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("supportlake_compaction_files_merged_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(merged >= 2, "{text}");
+    let v = get_json(&s.http, path);
+    assert_eq!(v["series"][0]["points"][0]["count"], 10, "{v}");
+}
