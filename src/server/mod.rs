@@ -95,6 +95,10 @@ struct Counters {
     query_micros: AtomicU64,
 }
 
+/// The lake generation (bumped by flushes) and the upkeep generation (bumped by rollup
+/// refreshes and compactions) a query session was opened at.
+type SessionKey = (u64, u64);
+
 struct AppState {
     paths: LakePaths,
     config: Arc<Config>,
@@ -105,7 +109,7 @@ struct AppState {
     key: PseudonymKey,
     wal: Wal,
     /// The query session and the lake and upkeep generations it was opened at.
-    engine: Mutex<Option<((u64, u64), Arc<Engine>)>>,
+    engine: Mutex<Option<(SessionKey, Arc<Engine>)>>,
     dashboards: Vec<(String, pages::Dashboard)>,
     counters: Counters,
     quarantine_seq: AtomicU64,
