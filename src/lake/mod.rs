@@ -3,10 +3,17 @@
 //! - [`paths`]: every name in the lake (partitions, data files, quarantine, lock).
 //! - [`writer`]: deduplicated, crash-safe Parquet partitions of the `events` table.
 //! - [`quarantine`]: rejected input kept for inspection under `_rejected/`.
+//! - [`wal`]: the server's write-ahead log.
+//! - [`erase`]: removing one customer from every file (LGPD art. 18), with an audit record.
+//! - [`retention`]: dropping date partitions and quarantine files past their period.
+//! - [`rewrite`]: replacing a file in place, crash-safely, under the same name.
 //! - [`LakeLock`]: one writer per lake.
 
+pub mod erase;
 pub mod paths;
 pub mod quarantine;
+pub mod retention;
+pub mod rewrite;
 pub mod writer;
 pub mod wal;
 
