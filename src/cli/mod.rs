@@ -2,12 +2,14 @@
 //! terminal live. Each subcommand is a module with its `Args` and `run`.
 
 mod demo;
+mod erase;
 mod generate;
 mod ingest;
 mod metrics;
 pub mod output;
 mod pg;
 mod report;
+mod retention;
 mod serve;
 mod sql;
 
@@ -56,6 +58,8 @@ enum Command {
     Serve(serve::Args),
     Pg(pg::Args),
     Report(report::Args),
+    Erase(erase::Args),
+    Retention(retention::Args),
     Keygen(KeygenArgs),
 }
 
@@ -130,6 +134,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => serve::run(args),
         Command::Pg(args) => pg::run(args),
         Command::Report(args) => report::run(args),
+        Command::Erase(args) => erase::run(args),
+        Command::Retention(args) => retention::run(args),
         Command::Keygen(_) => {
             println!("{}", crate::pseudonym::generate_key_hex());
             Ok(EXIT_OK)
