@@ -177,14 +177,41 @@ fn retention_drops_exactly_the_expired_partitions_at_the_injected_date() {
     let again = retention(&lake, &config, &now);
     assert_eq!(again["expired"].as_array().unwrap().len(), 0);
 
-    // A crash between the rename and the removal leaves a hidden directory: the query
-    // engine's listing does not see it, and the next run removes it.
-    let hidden = lake.join("events/.expired-2026-11-05");
+    // Our listing tables skip a hidden folder inside a table (DuckDB's glob would not, and
+    // fail on its name: so retention moves a partition out of the table instead).
+    let hidden = lake.join("events/.leftover");
     fs::rename(lake.join("events/date=2026-11-05"), &hidden).unwrap();
-    assert_eq!(count(&lake), 1, "the hidden partition is not read");
-    retention(&lake, &config, &now);
-    assert!(!hidden.exists());
+    assert_eq!(count(&lake), 1, "the hidden folder is not read");
+    fs::rename(&hidden, lake.join("events/date=2026-11-05")).unwrap();
+    assert_eq!(count(&lake), 5);
+
+    // A crash between the move and the removal leaves the partition under _expired/:
+    // no reader of the table sees it — ours nor DuckDB's — and the next run deletes it.
+    let moved = lake.join("_expired/events-2026-11-05");
+    fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    fs::rename(lake.join("events/date=2026-11-05"), &moved).unwrap();
     assert_eq!(count(&lake), 1);
+    assert_eq!(duckdb_count(&lake), 1);
+    retention(&lake, &config, &now);
+    assert!(!moved.exists());
+    assert_eq!(count(&lake), 1);
+}
+
+/// `count(*)` of the events table as DuckDB reads it (PyPI `duckdb`, as tests/duckdb.rs).
+fn duckdb_count(lake: &Path) -> u64 {
+    let script = "import sys, duckdb\n\
+print(duckdb.sql(f\"SELECT count(*) FROM read_parquet('{sys.argv[1]}/events/*/*.parquet', hive_partitioning = true)\").fetchall()[0][0])";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(lake)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "DuckDB failed (is the PyPI package duckdb installed? .ci/run installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 #[test]

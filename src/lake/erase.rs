@@ -14,8 +14,8 @@
 //!
 //! # What is rewritten
 //!
-//! 1. Leftovers that might hold old copies: partitions a crashed retention run left hidden,
-//!    temp files of interrupted writes.
+//! 1. Leftovers that might hold old copies: partitions a crashed retention run left under
+//!    `_expired/`, temp files of interrupted writes.
 //! 2. The write-ahead log segments (only when no server is running: the server flushes its
 //!    log into Parquet and trims it before erasing, see [`super::wal::Wal::run_exclusive`]).
 //! 3. The quarantine (`_rejected/*.jsonl`): every line that names the customer — `K`, the

@@ -27,6 +27,8 @@ pub const LOCK: &str = "_lock";
 pub const WAL: &str = "_wal";
 /// The erasure audit log (`erasures.jsonl`) and the plan of an erasure in progress.
 pub const AUDIT: &str = "_audit";
+/// Partitions retention is dropping: moved here (out of every table) before deletion.
+pub const EXPIRED: &str = "_expired";
 /// Extension of committed data files; readers list only these.
 pub const DATA_EXT: &str = "parquet";
 
@@ -138,6 +140,10 @@ impl LakePaths {
 
     pub fn audit(&self) -> PathBuf {
         self.root.join(AUDIT)
+    }
+
+    pub fn expired(&self) -> PathBuf {
+        self.root.join(EXPIRED)
     }
 }
 

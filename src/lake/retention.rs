@@ -7,11 +7,12 @@
 //! date in its name (the time of the run that wrote it), or its modification time when the
 //! name holds none. The write-ahead log and the audit log never expire.
 //!
-//! **How a partition goes.** Renamed to `<table>/.expired-D` — one atomic step after which
-//! no reader lists it (the name is hidden and is not `date=…`, so neither our listing
-//! tables nor the writer see it) — the table directory fsynced, then removed recursively. A
-//! crash after the rename leaves the hidden directory; [`sweep`] removes it on the next run
-//! of retention or erasure. A partition is never half-dropped for a reader.
+//! **How a partition goes.** Moved to `<lake>/_expired/<table>-D` — one atomic rename after
+//! which no reader of the table lists it (it is outside the table's folder, so neither our
+//! listing tables, nor the writer, nor a DuckDB or Spark glob over `<table>/*/*.parquet`
+//! see it) — both folders fsynced, then removed recursively. A crash after the rename
+//! leaves it under `_expired/`; [`sweep`] removes it on the next run of retention or
+//! erasure. A partition is never half-dropped for a reader.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -22,12 +23,9 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::paths::{DATA_EXT, LakePaths, PartitionDate};
-use super::writer::{file_name, list_dir, sync_dir};
+use super::writer::{create_dir_durable, file_name, list_dir, sync_dir};
 use super::{LakeError, Result};
 use crate::config::RetentionSettings;
-
-/// Prefix of a partition directory being dropped.
-pub const EXPIRED_PREFIX: &str = ".expired-";
 
 /// The name retention uses for quarantined input in its plans and reports.
 pub const REJECTED_TABLE: &str = "rejected";
@@ -158,12 +156,14 @@ pub fn apply(paths: &LakePaths, plan: &RetentionPlan) -> Result<Vec<Expired>> {
             fs::remove_file(&path).map_err(|err| LakeError::io(&path, err))?;
             sync_dir(&paths.rejected())?;
         } else {
-            let table_dir = paths.table(&e.table);
-            let hidden = table_dir.join(format!("{EXPIRED_PREFIX}{}", e.date));
-            fs::rename(&path, &hidden).map_err(|err| LakeError::io(&path, err))?;
-            sync_dir(&table_dir)?;
-            fs::remove_dir_all(&hidden).map_err(|err| LakeError::io(&hidden, err))?;
-            sync_dir(&table_dir)?;
+            let out = paths.expired();
+            create_dir_durable(&out)?;
+            let moved = out.join(format!("{}-{}", e.table, e.date));
+            fs::rename(&path, &moved).map_err(|err| LakeError::io(&path, err))?;
+            sync_dir(&paths.table(&e.table))?;
+            sync_dir(&out)?;
+            fs::remove_dir_all(&moved).map_err(|err| LakeError::io(&moved, err))?;
+            sync_dir(&out)?;
         }
         info!(table = %e.table, date = %e.date, files = e.files, rows = e.rows, bytes = e.bytes, "retention dropped");
         done.push(e.clone());
@@ -171,23 +171,22 @@ pub fn apply(paths: &LakePaths, plan: &RetentionPlan) -> Result<Vec<Expired>> {
     Ok(done)
 }
 
-/// Removes partitions whose drop a crash interrupted (hidden `.expired-*` directories of
-/// any table). Returns how many were removed.
+/// Removes partitions whose drop a crash interrupted (what is left under `_expired/`).
+/// Returns how many were removed.
 pub fn sweep(paths: &LakePaths) -> Result<u64> {
+    let out = paths.expired();
     let mut removed = 0;
-    for table in table_dirs(paths)? {
-        let mut any = false;
-        for entry in list_dir(&table)? {
-            if file_name(&entry).starts_with(EXPIRED_PREFIX) && entry.is_dir() {
-                fs::remove_dir_all(&entry).map_err(|e| LakeError::io(&entry, e))?;
-                info!(path = %entry.display(), "removed a partition left half-dropped by an interrupted retention run");
-                removed += 1;
-                any = true;
-            }
+    for entry in list_dir(&out)? {
+        if entry.is_dir() {
+            fs::remove_dir_all(&entry).map_err(|e| LakeError::io(&entry, e))?;
+        } else {
+            fs::remove_file(&entry).map_err(|e| LakeError::io(&entry, e))?;
         }
-        if any {
-            sync_dir(&table)?;
-        }
+        info!(path = %entry.display(), "removed a partition left half-dropped by an interrupted retention run");
+        removed += 1;
+    }
+    if removed > 0 {
+        sync_dir(&out)?;
     }
     Ok(removed)
 }
@@ -308,8 +307,9 @@ mod tests {
             ]
         );
         assert_eq!(plan.expired[2].rows, 2);
-        // A crash between rename and removal leaves a hidden directory; the next run sweeps it.
-        fs::create_dir_all(paths.table("events").join(".expired-2026-10-01")).unwrap();
+        // A crash between rename and removal leaves a directory under _expired; the next run
+        // sweeps it.
+        fs::create_dir_all(paths.expired().join("events-2026-10-01")).unwrap();
         let done = apply(&paths, &plan).unwrap();
         assert_eq!(done.len(), 3);
         let left: Vec<String> = list_dir(&paths.events())
@@ -319,5 +319,6 @@ mod tests {
             .collect();
         assert_eq!(left, vec!["date=2026-11-13", "date=2026-11-20"]);
         assert_eq!(list_dir(&paths.rejected()).unwrap().len(), 1);
+        assert!(list_dir(&paths.expired()).unwrap().is_empty());
     }
 }
