@@ -40,7 +40,7 @@ const ABORT_ENV: &str = "SUPPORTLAKE_TEST_ERASE_ABORT_AFTER_FILES";
 #[command(after_help = "Examples:\n  \
 supportlake erase --lake ./lake --customer '+55 11 98765-4321'\n  \
 supportlake erase --lake ./lake --customer 5511987654321          # as WhatsApp sends wa_id\n  \
-supportlake erase --lake ./lake --customer chatwoot-contact:4242   # a Chatwoot contact without a phone\n  \
+supportlake erase --lake ./lake --customer chatwoot-contact:4242   # Chatwoot, no phone\n  \
 supportlake erase --lake ./lake --customer-key 3f1c…e9 --format json")]
 pub struct Args {
     #[command(flatten)]
@@ -195,7 +195,11 @@ fn render(paths: &LakePaths, done: &Erasure) -> String {
         r.quarantine.files_removed
     );
     if r.total_rows() == 0 && r.quarantine.lines_removed == 0 && r.wal.events_removed == 0 {
-        let _ = writeln!(s, "  nothing of this customer is in the lake (any more)");
+        let _ = writeln!(
+            s,
+            "  nothing of this customer is in the lake (any more); if you expected some, check \
+             that the pseudonymization key is the one the lake was ingested with"
+        );
     }
     let _ = writeln!(
         s,

@@ -7,16 +7,16 @@ use super::{ConfigArg, EXIT_OK, LakeArg};
 use crate::lake::retention::{self, Expired, RetentionPlan};
 use crate::lake::{LakeError, LakeLock, LakePaths};
 
-/// Drop what the config's [retention] periods let go: date partitions of the events and
-/// derived tables, and quarantined input.
+/// Drop date partitions and quarantined input older than the config's [retention].
 ///
-/// A partition date=D of a table with period P is dropped when D is before today (UTC)
+/// Tables: events and the derived tables (conversations, sla_targets,
+/// conversation_intervals); `rejected` is the quarantine. A partition date=D of a table with period P is dropped when D is before today (UTC)
 /// minus P: with events = "730d", on 2026-11-20 everything before 2024-11-21 goes. A
 /// quarantine file goes by the date in its name. The write-ahead log and the erasure audit
 /// log are never dropped.
 ///
-/// Each partition disappears for readers in one step (a rename to a hidden name) and is
-/// then deleted; an interrupted run is finished by the next one.
+/// Each partition disappears for readers in one step (a rename out of its table, to
+/// <lake>/_expired) and is then deleted; an interrupted run is finished by the next one.
 ///
 /// `supportlake serve` runs this itself at start and then daily, with the [retention] of its
 /// --config; this command is for a lake no server runs on, and for --dry-run (which reads

@@ -32,8 +32,11 @@ use crate::server::{ServerOptions, serve};
 ///
 /// Routes: GET|POST /webhooks/whatsapp, POST /webhooks/chatwoot, POST /ingest/events
 /// [ingest], GET /api/v1/metrics/{name}, /api/v1/charts/{name}.svg|png,
-/// /api/v1/conversations, /api/v1/live, POST /api/v1/sql [read], the dashboards at /,
-/// /healthz, /readyz, /metrics; /api/v1/openapi.json describes them all.
+/// /api/v1/conversations, /api/v1/live, POST /api/v1/sql [read], DELETE
+/// /api/v1/customers/{key} [admin] (erases a customer, docs/privacy.md), the dashboards at
+/// /, /healthz, /readyz, /metrics; /api/v1/openapi.json describes them all.
+///
+/// With [retention] in --config, expired partitions are dropped at start and then daily.
 ///
 /// Analysts: POST /api/v1/sql takes one read-only SQL statement; --pg-listen also answers
 /// the Postgres protocol (database "supportlake", a read token as password). Both run in

@@ -35,6 +35,10 @@
 //!
 //! [[reports]]                             # kept as-is for the report scheduler
 //! name = "daily-sla"
+//!
+//! [retention]                             # days to keep; omitted: kept for good
+//! events = "730d"
+//! rejected = "90d"
 //! ```
 //!
 //! ## Top level
@@ -85,6 +89,12 @@
 //! ## `[[reports]]`, `[[dashboards]]`
 //! Arrays of tables kept verbatim ([`Config::reports`], [`Config::dashboards`]) for the report
 //! scheduler and dashboard renderer, which check their own keys.
+//!
+//! ## `[retention]`
+//! Keys: the tables of [`RETENTION_TABLES`] and `rejected` (the quarantine), each a duration
+//! of whole days. A partition `date=D` expires when `D < today (UTC) − period`. `wal` and
+//! `audit` are refused with the reason (neither is ever expired). See
+//! [`crate::lake::retention`].
 //!
 //! # Errors
 //!

@@ -630,3 +630,61 @@ fn flusher_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::event::{EventBatchBuilder, EventRef, EventSink, Kind, Source};
+
+    fn batch(id: &str) -> RecordBatch {
+        let mut b = EventBatchBuilder::new(Utc.with_ymd_and_hms(2026, 11, 2, 12, 0, 0).unwrap());
+        b.push(&EventRef::new(
+            id,
+            1_793_620_800_000_000,
+            Source::AgentLog,
+            Kind::ConversationOpened,
+        ));
+        b.finish()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn exclusive_work_runs_after_a_flush_of_everything_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = LakePaths::new(dir.path());
+        let opts = WalOptions {
+            flush_interval: Duration::from_secs(3600),
+            ..WalOptions::default()
+        };
+        let (wal, threads) = Wal::start(paths.clone(), opts).unwrap();
+        wal.append(encode(&batch("a")).unwrap()).await.unwrap();
+        let generation = wal.stats().lake_generation.load(Ordering::SeqCst);
+        let p = paths.clone();
+        let (files, segs) = wal
+            .run_exclusive(move || {
+                let part = p.partition(
+                    crate::lake::paths::EVENTS,
+                    crate::lake::PartitionDate(20_759),
+                );
+                let files = crate::lake::writer::data_files(&part).unwrap().len();
+                let closed = segments(&p.wal()).unwrap();
+                (files, closed)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            files, 1,
+            "the acknowledged event is in Parquet before the work runs"
+        );
+        assert!(segs.is_empty(), "and its segment is gone: {segs:?}");
+        assert!(wal.stats().lake_generation.load(Ordering::SeqCst) >= generation + 2);
+        tokio::task::spawn_blocking(move || threads.shutdown())
+            .await
+            .unwrap();
+        assert!(matches!(
+            wal.run_exclusive(|| ()).await,
+            Err(WalError::Closed)
+        ));
+    }
+}
