@@ -114,8 +114,11 @@ enum Msg {
     Rotate(oneshot::Sender<u64>),
 }
 
-/// Work for the flusher thread; it gets whether the flush before it succeeded.
-type Job = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// Work for the flusher thread: told whether the flush before it succeeded, it works and
+/// returns its answer, which the flusher sends once the writer and the readers are told what
+/// changed.
+type Job = Box<dyn FnOnce(Result<(), String>) -> Answer + Send>;
+type Answer = Box<dyn FnOnce() + Send>;
 
 /// A handle to the log; cheap to clone.
 #[derive(Clone)]
@@ -332,7 +335,10 @@ impl Wal {
     ) -> Result<R, WalError> {
         let (done, wait) = oneshot::channel();
         let job: Job = Box::new(move |flushed| {
-            let _ = done.send(flushed.map(|()| work()));
+            let result = flushed.map(|()| work());
+            Box::new(move || {
+                let _ = done.send(result);
+            })
         });
         self.jobs.send(job).map_err(|_| WalError::Closed)?;
         match wait.await {
@@ -588,7 +594,7 @@ fn flusher_loop(
         // segments below the writer's bound are touched.
         let Some(bound) = wal.rotate_blocking() else {
             if let Some(j) = job {
-                j(Err("the write-ahead log has shut down".into()));
+                j(Err("the write-ahead log has shut down".into()))();
             }
             break;
         };
@@ -617,13 +623,14 @@ fn flusher_loop(
         };
         if let Some(j) = job {
             let ran = flushed.is_ok();
-            j(flushed);
+            let answer = j(flushed);
             if ran {
                 // The job may have rewritten or dropped files: the writer's id sets must
                 // mirror the files again, and readers must reopen their sessions.
                 lake.forget_ids();
                 wal.stats().lake_generation.fetch_add(1, Ordering::SeqCst);
             }
+            answer();
         }
         if stopping {
             break;
