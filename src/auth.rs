@@ -77,6 +77,18 @@ impl Tokens {
         self.items.is_empty()
     }
 
+    /// Which configured token was presented — its 1-based position in the list, a label
+    /// that can be logged and audited without the token — compared in constant time.
+    pub fn position_of(&self, presented: &[u8]) -> Option<usize> {
+        let mut found = None;
+        for (i, (_, token)) in self.items.iter().enumerate() {
+            if bool::from(token.as_slice().ct_eq(presented)) && found.is_none() {
+                found = Some(i + 1);
+            }
+        }
+        found
+    }
+
     /// The role of a presented token, comparing against every configured token in constant
     /// time (no early exit on a match).
     pub fn role_of(&self, presented: &[u8]) -> Option<Role> {

@@ -553,6 +553,7 @@ fn every_route_by_role_signatures_limits_and_replays() {
         "/api/v1/live",
         "/api/v1/sql",
         "/api/v1/reports",
+        "/api/v1/customers/{key}",
         "/api/v1/openapi.json",
         "/",
         "/dashboards/{name}",

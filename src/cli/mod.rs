@@ -2,6 +2,7 @@
 //! terminal live. Each subcommand is a module with its `Args` and `run`.
 
 mod demo;
+mod erase;
 mod generate;
 mod ingest;
 mod lifecycle;
@@ -9,6 +10,7 @@ mod metrics;
 pub mod output;
 mod pg;
 mod report;
+mod retention;
 mod serve;
 mod sql;
 
@@ -59,6 +61,8 @@ enum Command {
     Report(report::Args),
     Compact(lifecycle::CompactArgs),
     Rollup(lifecycle::RollupArgs),
+    Erase(erase::Args),
+    Retention(retention::Args),
     Keygen(KeygenArgs),
 }
 
@@ -135,6 +139,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Report(args) => report::run(args),
         Command::Compact(args) => lifecycle::run_compact(args),
         Command::Rollup(args) => lifecycle::run_rollup(args),
+        Command::Erase(args) => erase::run(args),
+        Command::Retention(args) => retention::run(args),
         Command::Keygen(_) => {
             println!("{}", crate::pseudonym::generate_key_hex());
             Ok(EXIT_OK)

@@ -32,8 +32,11 @@ use crate::server::{ServerOptions, serve};
 ///
 /// Routes: GET|POST /webhooks/whatsapp, POST /webhooks/chatwoot, POST /ingest/events
 /// [ingest], GET /api/v1/metrics/{name}, /api/v1/charts/{name}.svg|png,
-/// /api/v1/conversations, /api/v1/live, POST /api/v1/sql [read], the dashboards at /,
-/// /healthz, /readyz, /metrics; /api/v1/openapi.json describes them all.
+/// /api/v1/conversations, /api/v1/live, POST /api/v1/sql [read], DELETE
+/// /api/v1/customers/{key} [admin] (erases a customer, docs/privacy.md), the dashboards at
+/// /, /healthz, /readyz, /metrics; /api/v1/openapi.json describes them all.
+///
+/// With [retention] in --config, expired partitions are dropped at start and then daily.
 ///
 /// Upkeep, in the background: after every flush the rollup tables (conversations,
 /// sla_targets, …) are refreshed for what changed, so pages stay fast over years of data

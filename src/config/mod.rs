@@ -35,6 +35,10 @@
 //!
 //! [[reports]]                             # kept as-is for the report scheduler
 //! name = "daily-sla"
+//!
+//! [retention]                             # days to keep; omitted: kept for good
+//! events = "730d"
+//! rejected = "90d"
 //! ```
 //!
 //! ## Top level
@@ -85,6 +89,12 @@
 //! ## `[[reports]]`, `[[dashboards]]`
 //! Arrays of tables kept verbatim ([`Config::reports`], [`Config::dashboards`]) for the report
 //! scheduler and dashboard renderer, which check their own keys.
+//!
+//! ## `[retention]`
+//! Keys: the tables of [`RETENTION_TABLES`] and `rejected` (the quarantine), each a duration
+//! of whole days. A partition `date=D` expires when `D < today (UTC) − period`. `wal` and
+//! `audit` are refused with the reason (neither is ever expired). See
+//! [`crate::lake::retention`].
 //!
 //! # Errors
 //!
@@ -153,6 +163,34 @@ pub struct Config {
     pub dashboards: Vec<toml::Table>,
     /// The `[smtp]` table (`url`, `from`), untouched.
     pub smtp: Option<toml::Table>,
+    /// How long date partitions and quarantined input are kept (`[retention]`).
+    pub retention: RetentionSettings,
+}
+
+/// The tables whose date partitions `[retention]` may expire: the events and the derived
+/// tables beside them. The write-ahead log and the audit log are never expired.
+pub const RETENTION_TABLES: &[&str] = &[
+    "events",
+    "conversations",
+    "sla_targets",
+    "conversation_intervals",
+];
+
+/// The `[retention]` section. A table (or the quarantine) not named here is kept for good.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// (table, days to keep), in file order. A partition `date=D` expires once
+    /// `D < today (UTC) - days`.
+    pub tables: Vec<(String, u32)>,
+    /// Days to keep quarantined input (`_rejected/`), by the time in each file's name.
+    pub rejected: Option<u32>,
+}
+
+impl RetentionSettings {
+    /// `true` when nothing ever expires.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty() && self.rejected.is_none()
+    }
 }
 
 /// The `[metrics]` section.
@@ -255,6 +293,7 @@ impl Default for Config {
             reports: Vec::new(),
             dashboards: Vec::new(),
             smtp: None,
+            retention: RetentionSettings::default(),
         }
     }
 }

@@ -19,7 +19,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::error::{Diagnostic, line_column};
-use super::{ALWAYS_CALENDAR, Config, MAX_DURATION, MetricsSettings, PolicyMatch, SlaPolicy};
+use super::{
+    ALWAYS_CALENDAR, Config, MAX_DURATION, MetricsSettings, PolicyMatch, RETENTION_TABLES,
+    RetentionSettings, SlaPolicy,
+};
 use crate::calendar::{Calendar, LocalRange};
 
 type Node<'a> = Spanned<DeValue<'a>>;
@@ -223,6 +226,7 @@ impl Ctx<'_> {
                 "metrics" => metrics = Some(node),
                 "calendars" => calendars = Some(node),
                 "sla" => sla = Some(node),
+                "retention" => config.retention = self.retention(node, &path.key("retention")),
                 "reports" => config.reports = self.free_tables(node, &path.key("reports")),
                 "dashboards" => {
                     config.dashboards = self.free_tables(node, &path.key("dashboards"));
@@ -264,6 +268,64 @@ impl Ctx<'_> {
             config.sla = self.sla(node, &path.key("sla"), &declared);
         }
         config
+    }
+
+    /// `[retention]`: table name (or `rejected`) = a whole number of days.
+    fn retention(&mut self, node: &Node<'_>, path: &FieldPath) -> RetentionSettings {
+        let mut out = RetentionSettings::default();
+        let Some(table) = self.table(node, path) else {
+            return out;
+        };
+        for (key, value) in in_file_order(table) {
+            let name = key.get_ref().as_ref();
+            let field = path.key(name);
+            let refused = match name {
+                "wal" => Some(
+                    "the write-ahead log has no retention: it is emptied as soon as its events \
+                     are in Parquet",
+                ),
+                "audit" => Some(
+                    "the erasure audit log has no retention: it holds no personal data and is \
+                     kept for good",
+                ),
+                _ => None,
+            };
+            if let Some(why) = refused {
+                self.report(key.span(), &field, why);
+                continue;
+            }
+            if name != "rejected" && !RETENTION_TABLES.contains(&name) {
+                let known: Vec<&str> = RETENTION_TABLES
+                    .iter()
+                    .copied()
+                    .chain(["rejected"])
+                    .collect();
+                self.unknown_key(key, path, &known);
+                continue;
+            }
+            let Some(d) = self.duration(value, &field) else {
+                continue;
+            };
+            let secs = d.as_secs();
+            if d.subsec_nanos() != 0 || secs % 86_400 != 0 {
+                let shown = self.text.get(value.span()).unwrap_or_default();
+                self.report(
+                    value.span(),
+                    &field,
+                    format!(
+                        "{shown} is not a whole number of days (write e.g. \"730d\" or \"90d\")"
+                    ),
+                );
+                continue;
+            }
+            let days = u32::try_from(secs / 86_400).unwrap_or(u32::MAX);
+            if name == "rejected" {
+                out.rejected = Some(days);
+            } else {
+                out.tables.push((name.to_owned(), days));
+            }
+        }
+        out
     }
 
     fn metrics(
@@ -660,6 +722,7 @@ const ROOT_KEYS: &[&str] = &[
     "reports",
     "dashboards",
     "smtp",
+    "retention",
 ];
 const METRICS_KEYS: &[&str] = &[
     "service_level_target",

@@ -224,7 +224,7 @@ fn duplicate_key() {
 fn unknown_keys() {
     assert_eq!(
         problem("timezone = \"UTC\"\ntimezones = \"UTC\"\n"),
-        "config.toml:2:1: timezones: unknown key (known keys here: timezone, metrics, calendars, sla, reports, dashboards, smtp)"
+        "config.toml:2:1: timezones: unknown key (known keys here: timezone, metrics, calendars, sla, reports, dashboards, smtp, retention)"
     );
     assert_eq!(
         problem("[metrics]\n  sesion_gap = \"1h\"\n"),
@@ -557,5 +557,47 @@ fn module_doc_example() {
             "config.toml:2:23: calendars.default.mon[1]: \"13:00-25:00\" is not a time range (HH:MM-HH:MM)",
             "config.toml:7:12: sla.policies[0].calendar: no calendar named \"weekdays\" (known: default, 24x7)",
         ]
+    );
+}
+
+#[test]
+fn retention_periods_are_whole_days_per_table() {
+    let c =
+        parse("[retention]\nevents = \"730d\"\nconversations = \"2days\"\nrejected = \"90d\"\n");
+    assert_eq!(
+        c.retention.tables,
+        vec![("events".to_owned(), 730), ("conversations".to_owned(), 2)]
+    );
+    assert_eq!(c.retention.rejected, Some(90));
+    assert!(Config::default().retention.is_empty());
+}
+
+#[test]
+fn retention_refuses_the_wal_the_audit_log_and_partial_days() {
+    let all = problems(
+        "[retention]\nwal = \"7d\"\naudit = \"7d\"\nevents = \"36h\"\nmessages = \"7d\"\n",
+    );
+    assert_eq!(all.len(), 4, "{all:#?}");
+    assert!(
+        all[0].starts_with("config.toml:2:1: retention.wal: the write-ahead log has no retention"),
+        "{}",
+        all[0]
+    );
+    assert!(
+        all[1].starts_with("config.toml:3:1: retention.audit:"),
+        "{}",
+        all[1]
+    );
+    assert_eq!(
+        all[2],
+        "config.toml:4:10: retention.events: \"36h\" is not a whole number of days (write e.g. \"730d\" or \"90d\")"
+    );
+    assert_eq!(
+        all[3],
+        "config.toml:5:1: retention.messages: unknown key (known keys here: events, conversations, sla_targets, conversation_intervals, rejected)"
+    );
+    assert_eq!(
+        problem("[retention]\nevents = \"0d\"\n"),
+        "config.toml:2:10: retention.events: \"0d\" must be greater than zero"
     );
 }

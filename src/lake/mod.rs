@@ -5,11 +5,18 @@
 //! - [`compact`]: small files of a partition merged into right-sized ones.
 //! - [`rollup_state`]: the manifest of the rollup tables.
 //! - [`quarantine`]: rejected input kept for inspection under `_rejected/`.
+//! - [`wal`]: the server's write-ahead log.
+//! - [`erase`]: removing one customer from every file (LGPD art. 18), with an audit record.
+//! - [`retention`]: dropping date partitions and quarantine files past their period.
+//! - [`rewrite`]: replacing a file in place, crash-safely, under the same name.
 //! - [`LakeLock`]: one writer per lake.
 
 pub mod compact;
+pub mod erase;
 pub mod paths;
 pub mod quarantine;
+pub mod retention;
+pub mod rewrite;
 pub mod rollup_state;
 pub mod writer;
 pub mod wal;

@@ -5,6 +5,7 @@
 //! <lake>/events/date=2026-11-02/.00000000000000052312-00000000000000061000.parquet.tmp   (being written; readers ignore it)
 //! <lake>/_rejected/20261102T120000Z-4711.jsonl                                       (quarantined input)
 //! <lake>/_lock                                                                        (held by the one writer)
+//! <lake>/_audit/erasures.jsonl                                                        (one line per erasure; no personal data)
 //! ```
 //! Partition directories are Hive style (`date=YYYY-MM-DD`, the UTC date of the event's
 //! `ts`), so DuckDB, pyarrow, Spark and DataFusion prune on `date`. Data files are named by
@@ -22,6 +23,12 @@ pub const EVENTS: &str = "events";
 pub const REJECTED: &str = "_rejected";
 /// The writer lock file.
 pub const LOCK: &str = "_lock";
+/// The server's write-ahead log.
+pub const WAL: &str = "_wal";
+/// The erasure audit log (`erasures.jsonl`) and the plan of an erasure in progress.
+pub const AUDIT: &str = "_audit";
+/// Partitions retention is dropping: moved here (out of every table) before deletion.
+pub const EXPIRED: &str = "_expired";
 /// Extension of committed data files; readers list only these.
 pub const DATA_EXT: &str = "parquet";
 
@@ -152,6 +159,18 @@ impl LakePaths {
 
     pub fn lock(&self) -> PathBuf {
         self.root.join(LOCK)
+    }
+
+    pub fn wal(&self) -> PathBuf {
+        self.root.join(WAL)
+    }
+
+    pub fn audit(&self) -> PathBuf {
+        self.root.join(AUDIT)
+    }
+
+    pub fn expired(&self) -> PathBuf {
+        self.root.join(EXPIRED)
     }
 }
 

@@ -20,6 +20,10 @@
 //!   segment was never acknowledged (its sync never completed); reading stops there.
 //! - **Bounded.** At most `queue` appends wait for the writer; beyond that, and after a
 //!   failed write or sync, [`Wal::append`] refuses at once so the caller can answer 503.
+//! - **Maintenance sees a quiet lake.** Work that rewrites or drops lake files (erasure,
+//!   retention) runs through [`Wal::run_exclusive`], on the flusher thread, right after a
+//!   flush that put everything acknowledged before it into Parquet and trimmed the log; no
+//!   flush overlaps it, and the lake writer reloads its event ids from the files after it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Write};
@@ -110,12 +114,19 @@ enum Msg {
     Rotate(oneshot::Sender<u64>),
 }
 
+/// Work for the flusher thread: told whether the flush before it succeeded, it works and
+/// returns its answer, which the flusher sends once the writer and the readers are told what
+/// changed.
+type Job = Box<dyn FnOnce(Result<(), String>) -> Answer + Send>;
+type Answer = Box<dyn FnOnce() + Send>;
+
 /// A handle to the log; cheap to clone.
 #[derive(Clone)]
 pub struct Wal {
     tx: SyncSender<Msg>,
     queue: usize,
     stats: Arc<WalStats>,
+    jobs: mpsc::Sender<Job>,
 }
 
 /// The background threads; [`WalThreads::shutdown`] stops them after a last flush.
@@ -137,7 +148,7 @@ fn segment_number(p: &Path) -> Option<u64> {
 }
 
 /// The segments in the directory, oldest first.
-fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LakeError> {
+pub(crate) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LakeError> {
     let mut v = Vec::new();
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -162,6 +173,18 @@ pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowError> 
     w.finish()?;
     drop(w);
     Ok(buf)
+}
+
+/// A whole segment holding `batches`, one record each: what [`read_segment`] reads back.
+pub(crate) fn encode_segment(batches: &[RecordBatch]) -> Result<Vec<u8>, arrow::error::ArrowError> {
+    let mut out = MAGIC.to_vec();
+    for b in batches {
+        let payload = encode(b)?;
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&twox_hash::XxHash64::oneshot(0, &payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+    Ok(out)
 }
 
 /// Reads the complete records of a segment; stops at a torn or corrupt tail.
@@ -234,10 +257,12 @@ impl Wal {
         }
         let next = left.last().map_or(1, |(n, _)| n + 1);
         let (tx, rx) = mpsc::sync_channel(opts.queue);
+        let (jobs, jobs_rx) = mpsc::channel();
         let wal = Wal {
             tx,
             queue: opts.queue,
             stats: Arc::clone(&stats),
+            jobs,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {
@@ -255,7 +280,7 @@ impl Wal {
             std::thread::Builder::new()
                 .name("wal-flusher".into())
                 .spawn(move || {
-                    flusher_loop(dir, lake, wal, opts, stop);
+                    flusher_loop(dir, lake, wal, opts, stop, jobs_rx);
                     drop(lock);
                 })
                 .map_err(|e| WalError::Failed(e.to_string()))?
@@ -295,6 +320,29 @@ impl Wal {
         }
         match wait.await {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(WalError::Failed(e)),
+            Err(_) => Err(WalError::Closed),
+        }
+    }
+
+    /// Runs `work` on the flusher thread once everything acknowledged before this call is
+    /// committed to Parquet and its log segments deleted, with no flush running meanwhile.
+    /// Events acknowledged while `work` runs wait in the log for the next flush. Fails
+    /// without running `work` when that flush fails or the log has shut down.
+    pub async fn run_exclusive<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, WalError> {
+        let (done, wait) = oneshot::channel();
+        let job: Job = Box::new(move |flushed| {
+            let result = flushed.map(|()| work());
+            Box::new(move || {
+                let _ = done.send(result);
+            })
+        });
+        self.jobs.send(job).map_err(|_| WalError::Closed)?;
+        match wait.await {
+            Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(WalError::Failed(e)),
             Err(_) => Err(WalError::Closed),
         }
@@ -522,40 +570,128 @@ fn flusher_loop(
     wal: Wal,
     opts: WalOptions,
     stop: Arc<AtomicBool>,
+    jobs: Receiver<Job>,
 ) {
     let mut last = Instant::now();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
+        let mut job = None;
         if !stopping {
-            std::thread::sleep(Duration::from_millis(100));
-            if last.elapsed() < opts.flush_interval {
-                continue;
+            match jobs.recv_timeout(Duration::from_millis(100)) {
+                Ok(j) => job = Some(j),
+                Err(e) => {
+                    if e == RecvTimeoutError::Disconnected {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    if last.elapsed() < opts.flush_interval {
+                        continue;
+                    }
+                }
             }
         }
         last = Instant::now();
         // Close the open segment so everything acknowledged so far is flushable; only the
         // segments below the writer's bound are touched.
         let Some(bound) = wal.rotate_blocking() else {
+            if let Some(j) = job {
+                j(Err("the write-ahead log has shut down".into()))();
+            }
             break;
         };
-        match segments(&dir) {
+        let flushed = match segments(&dir) {
             Ok(all) => {
                 let closed: Vec<_> = all.into_iter().filter(|(n, _)| *n < bound).collect();
-                if !closed.is_empty() {
-                    if let Err(e) = flush_segments(&mut lake, &closed, wal.stats()) {
-                        // Nothing is lost: the segments stay and are retried next time.
-                        error!(error = %e, "flushing the write-ahead log into the lake failed; will retry");
-                    } else if wal.stats().bytes_unflushed.load(Ordering::Relaxed) == 0
+                if closed.is_empty() {
+                    Ok(())
+                } else if let Err(e) = flush_segments(&mut lake, &closed, wal.stats()) {
+                    // Nothing is lost: the segments stay and are retried next time.
+                    error!(error = %e, "flushing the write-ahead log into the lake failed; will retry");
+                    Err(format!("flushing the write-ahead log failed: {e}"))
+                } else {
+                    if wal.stats().bytes_unflushed.load(Ordering::Relaxed) == 0
                         && let Ok(mut oldest) = wal.stats().oldest_unflushed.lock()
                     {
                         *oldest = None;
                     }
+                    Ok(())
                 }
             }
-            Err(e) => error!(error = %e, "cannot list the write-ahead log"),
+            Err(e) => {
+                error!(error = %e, "cannot list the write-ahead log");
+                Err(format!("cannot list the write-ahead log: {e}"))
+            }
+        };
+        if let Some(j) = job {
+            let ran = flushed.is_ok();
+            let answer = j(flushed);
+            if ran {
+                // The job may have rewritten or dropped files: the writer's id sets must
+                // mirror the files again, and readers must reopen their sessions.
+                lake.forget_ids();
+                wal.stats().lake_generation.fetch_add(1, Ordering::SeqCst);
+            }
+            answer();
         }
         if stopping {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::event::{EventBatchBuilder, EventRef, EventSink, Kind, Source};
+
+    fn batch(id: &str) -> RecordBatch {
+        let mut b = EventBatchBuilder::new(Utc.with_ymd_and_hms(2026, 11, 2, 12, 0, 0).unwrap());
+        b.push(&EventRef::new(
+            id,
+            1_793_620_800_000_000,
+            Source::AgentLog,
+            Kind::ConversationOpened,
+        ));
+        b.finish()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn exclusive_work_runs_after_a_flush_of_everything_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = LakePaths::new(dir.path());
+        let opts = WalOptions {
+            flush_interval: Duration::from_secs(3600),
+            ..WalOptions::default()
+        };
+        let (wal, threads) = Wal::start(paths.clone(), opts).unwrap();
+        wal.append(encode(&batch("a")).unwrap()).await.unwrap();
+        let generation = wal.stats().lake_generation.load(Ordering::SeqCst);
+        let p = paths.clone();
+        let (files, segs) = wal
+            .run_exclusive(move || {
+                let part = p.partition(
+                    crate::lake::paths::EVENTS,
+                    crate::lake::PartitionDate(20_759),
+                );
+                let files = crate::lake::writer::data_files(&part).unwrap().len();
+                let closed = segments(&p.wal()).unwrap();
+                (files, closed)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            files, 1,
+            "the acknowledged event is in Parquet before the work runs"
+        );
+        assert!(segs.is_empty(), "and its segment is gone: {segs:?}");
+        assert!(wal.stats().lake_generation.load(Ordering::SeqCst) >= generation + 2);
+        tokio::task::spawn_blocking(move || threads.shutdown())
+            .await
+            .unwrap();
+        assert!(matches!(
+            wal.run_exclusive(|| ()).await,
+            Err(WalError::Closed)
+        ));
     }
 }

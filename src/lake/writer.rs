@@ -196,6 +196,13 @@ impl LakeWriter {
         self.partitions.values().map(|p| p.pending.rows).sum()
     }
 
+    /// Drops the event-id sets of partitions with nothing pending, so they are read again
+    /// from the files on next use. For after the files changed beneath the writer (an
+    /// erasure rewrote them, retention dropped them).
+    pub fn forget_ids(&mut self) {
+        self.partitions.retain(|_, s| s.pending.rows > 0);
+    }
+
     /// Adds a batch of [`event::schema`] rows. Rows whose event id is already in the lake (or
     /// earlier in this batch) are dropped. Accepted rows are durable only after
     /// [`Self::flush`] (or when the writer decides to write their partition).

@@ -174,7 +174,17 @@ pub(crate) async fn table_provider(
     table: &str,
     schema: SchemaRef,
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
-    let files = state.tables.get(table).cloned().unwrap_or_default();
+    // Files retention has dropped since the last refresh are left out.
+    let files: Vec<String> = state
+        .tables
+        .get(table)
+        .map(|v| {
+            v.iter()
+                .filter(|f| paths.root().join(f).is_file())
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     if files.is_empty() {
         return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
     }
@@ -278,8 +288,12 @@ pub async fn refresh(
         }
     };
 
+    // Forget rollup files that retention dropped.
+    for files in state.tables.values_mut() {
+        files.retain(|f| paths.root().join(f).is_file());
+    }
     let live = live_event_files(paths)?;
-    // Forget files that are gone (merged, expired, erased into new names).
+    // Forget events files that are gone (merged, expired).
     for (part, names) in state.processed.iter_mut() {
         if let Some(l) = live.get(part) {
             names.retain(|n| l.contains(n));

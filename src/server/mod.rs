@@ -12,9 +12,15 @@
 //! - `POST /api/v1/sql` [read] — one read-only SQL statement, in the analyst sandbox
 //!   ([`crate::query::analyst`]); JSON, CSV, Arrow IPC or Parquet.
 //! - `GET /api/v1/reports` [read] — scheduled reports, their next time and last run.
+//! - `DELETE /api/v1/customers/{key}` [admin] — erases one customer ([`crate::lake::erase`]);
+//!   answers the audit record.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text).
 //!
-//! Reports with a `cron` in the config are sent at their times ([`crate::report`]).
+//! Reports with a `cron` in the config are sent at their times ([`crate::report`]). With a
+//! `[retention]` in the config, expired partitions are dropped at start and then daily.
+//! Erasure and retention are maintenance: they hold [`AppState::maintenance`] (never two at
+//! once) and run on the write-ahead log's flusher thread after a flush
+//! ([`Wal::run_exclusive`]), so they neither race the flusher nor lose acknowledged events.
 //! With `pg_listen` set, the same sandbox also answers the Postgres wire protocol.
 //!
 //! Every error answers `{"error": "<code>", "message": "<text>"}`. A 2xx on an ingest route
@@ -36,16 +42,17 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use chrono::Utc;
 use serde::Serialize;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, RwLock};
 use tracing::{info, warn};
 
 use crate::charts;
 use crate::config::Config;
 use crate::event::EventBatchBuilder;
 use crate::lake::LakePaths;
+use crate::lake::erase::{self, Actor, EraseOptions, ErasureRecord, Target};
 use crate::lake::quarantine::Quarantine;
 use crate::lake::wal::{Wal, WalError, WalOptions, encode};
 use crate::metrics::{Dimension, Filters, Metric, MetricRequest, parse_time};
@@ -117,12 +124,15 @@ struct AppState {
     /// The scheduled reports and their last runs.
     reports: Arc<Mutex<Scheduler>>,
     smtp: Option<SmtpSettings>,
-    /// Held by whatever rewrites lake files besides the flusher (compaction, rollup refresh,
-    /// erasure, retention), so they run one at a time.
+    /// Held by whatever rewrites or drops lake files besides the flusher (compaction, rollup
+    /// refresh, erasure, retention), so they run one at a time.
     maintenance: Arc<Mutex<()>>,
     upkeep: upkeep::UpkeepStats,
     /// Whether the query session reads the rollup tables.
     rollups: bool,
+    /// Quarantine files are written under the read side; an erasure, which rewrites them,
+    /// takes the write side.
+    quarantine_gate: RwLock<()>,
 }
 
 /// The analyst sessions read the server's current engine.
@@ -191,13 +201,7 @@ fn authorize(state: &AppState, headers: &HeaderMap, needed: Role) -> ApiResult<(
     if state.tokens.is_empty() {
         return Ok(());
     }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .or_else(|| session_cookie(headers));
-    let Some(presented) = presented else {
+    let Some(presented) = presented_token(headers) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -217,6 +221,16 @@ fn authorize(state: &AppState, headers: &HeaderMap, needed: Role) -> ApiResult<(
             "unknown token",
         )),
     }
+}
+
+/// The bearer token of a request, or the one its browser signed in with.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .or_else(|| session_cookie(headers))
 }
 
 const SESSION_COOKIE: &str = "supportlake_session";
@@ -280,6 +294,7 @@ impl AppState {
             total.merge(report);
         }
         if !rejected_raw.is_empty() {
+            let _gate = self.quarantine_gate.read().await;
             let run = format!(
                 "http-{}-{}",
                 Utc::now().format("%Y%m%dT%H%M%S%.6f"),
@@ -1324,6 +1339,7 @@ fn router(state: Arc<AppState>, max_body: usize, timeout: Duration) -> Router {
         .route("/api/v1/live", get(live))
         .route("/api/v1/sql", post(sql_api))
         .route("/api/v1/reports", get(reports_api))
+        .route("/api/v1/customers/{key}", delete(erase_customer))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/", get(index_page))
         .route("/dashboards/{name}", get(dashboard_page))
@@ -1462,6 +1478,112 @@ async fn reports_api(State(s): State<Arc<AppState>>, headers: HeaderMap) -> ApiR
     Ok(axum::Json(serde_json::json!({ "reports": items })).into_response())
 }
 
+/// `DELETE /api/v1/customers/{key}` [admin]: erases one customer — `key` is the customer
+/// key (64 hex characters) or, URL-encoded, a phone number or contact id — and answers the
+/// audit record. Events acknowledged before the request are flushed into Parquet first and
+/// erased there; the erasure continues to its end even if the client goes away.
+async fn erase_customer(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> ApiResult<axum::Json<ErasureRecord>> {
+    authorize(&s, &headers, Role::Admin)?;
+    let actor = Actor {
+        via: "http".into(),
+        who: match presented_token(&headers).and_then(|t| s.tokens.position_of(t.as_bytes())) {
+            Some(n) => format!("admin token #{n} of SUPPORTLAKE_TOKENS"),
+            None => "no token (none configured, loopback only)".into(),
+        },
+    };
+    let target = Target::parse(&key, &s.key).map_err(bad_request)?;
+    let state = Arc::clone(&s);
+    // A task of its own: the locks stay held until the work on the flusher thread is done,
+    // even if this request is dropped (client gone, timeout).
+    let task = tokio::spawn(async move {
+        let _maintenance = state.maintenance.lock().await;
+        let _quarantine = state.quarantine_gate.write().await;
+        let paths = state.paths.clone();
+        let pkey = state.key.clone();
+        state
+            .wal
+            .run_exclusive(move || {
+                erase::erase(
+                    &paths,
+                    &target,
+                    &pkey,
+                    actor,
+                    Utc::now(),
+                    &EraseOptions::default(),
+                )
+            })
+            .await
+    });
+    let internal = |e: String| {
+        warn!(error = %e, "erasure failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "erasure_failed",
+            format!("the erasure did not finish ({e}); send the request again to finish it"),
+        )
+    };
+    let done = task
+        .await
+        .map_err(|e| internal(e.to_string()))??
+        .map_err(|e| internal(e.to_string()))?;
+    Ok(axum::Json(done.record))
+}
+
+/// Maintenance in the background: an erasure a crash interrupted is finished at start;
+/// with `[retention]` configured, expired partitions are dropped at start and then daily.
+async fn run_maintenance(state: std::sync::Weak<AppState>) {
+    if let Some(s) = state.upgrade()
+        && erase::is_pending(&s.paths)
+    {
+        let _maintenance = s.maintenance.lock().await;
+        let _quarantine = s.quarantine_gate.write().await;
+        let (paths, pkey) = (s.paths.clone(), s.key.clone());
+        match s
+            .wal
+            .run_exclusive(move || {
+                erase::finish_interrupted(&paths, &pkey, &EraseOptions::default())
+            })
+            .await
+        {
+            Ok(Ok(Some(r))) => {
+                info!(erasure = %r.erasure_id, rows = r.total_rows(), "finished an interrupted erasure")
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot finish an interrupted erasure"),
+            Err(e) => warn!(error = %e, "cannot finish an interrupted erasure"),
+        }
+    }
+    loop {
+        let Some(s) = state.upgrade() else { return };
+        if s.config.retention.is_empty() {
+            return;
+        }
+        let rules = s.config.retention.clone();
+        let today = Utc::now().date_naive();
+        let paths = s.paths.clone();
+        let result = {
+            let _maintenance = s.maintenance.lock().await;
+            s.wal
+                .run_exclusive(move || {
+                    let plan = crate::lake::retention::plan(&paths, &rules, today)?;
+                    crate::lake::retention::apply(&paths, &plan)
+                })
+                .await
+        };
+        match result {
+            Ok(Ok(dropped)) => info!(dropped = dropped.len(), %today, "retention done"),
+            Ok(Err(e)) => warn!(error = %e, "retention failed; retrying tomorrow"),
+            Err(e) => warn!(error = %e, "retention failed; retrying tomorrow"),
+        }
+        drop(s);
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    }
+}
+
 /// Runs the server until SIGTERM or Ctrl-C; then drains in-flight requests and flushes the
 /// write-ahead log into the lake before returning.
 pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
@@ -1504,8 +1626,10 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         maintenance: Arc::new(Mutex::new(())),
         upkeep: upkeep::UpkeepStats::default(),
         rollups: opts.upkeep.rollups,
+        quarantine_gate: RwLock::new(()),
     });
     tokio::spawn(run_reports(Arc::downgrade(&state)));
+    tokio::spawn(run_maintenance(Arc::downgrade(&state)));
     upkeep::start(Arc::downgrade(&state), opts.upkeep.clone())?;
     analyst.set_source(Arc::new(StateEngine(Arc::downgrade(&state))));
     if let Some(pg_addr) = opts.pg_listen {
