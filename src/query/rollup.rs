@@ -566,7 +566,16 @@ async fn run_step(
     }
     report.conversations_recomputed += start_day.len() as u64;
 
-    // 4. The old rows to replace: affected conversations of the current tables.
+    // 4. The old rows to replace: affected conversations of the current tables. Partitions
+    // older than the oldest events left (retention may keep rollups longer than events) are
+    // history: their conversations can no longer be recomputed, so only a row of a
+    // conversation recomputed now leaves them.
+    let oldest_events = state
+        .processed
+        .keys()
+        .chain(step.iter().map(|f| &f.partition))
+        .filter_map(|p| PartitionDate::parse_dir_name(p))
+        .min();
     let mut replaced: HashSet<String> = start_day.keys().cloned().collect();
     let mut days: BTreeSet<i32> = start_day.values().copied().collect();
     for rel in state
@@ -577,14 +586,19 @@ async fn run_step(
     {
         let path = paths.root().join(&rel);
         let day = partition_of(&rel)?;
+        let frozen = oldest_events.is_some_and(|o| day < o);
         for b in read_columns(&path, &["conversation_id", "customer_key"])? {
             let ids = strings(b.column(0))?;
             let cust = strings(b.column(1))?;
             for i in 0..b.num_rows() {
                 let id = ids.value(i);
-                if keys.convs.contains(id)
-                    || (cust.is_valid(i) && keys.customers.contains(cust.value(i)))
-                {
+                let affected = if frozen {
+                    start_day.contains_key(id)
+                } else {
+                    keys.convs.contains(id)
+                        || (cust.is_valid(i) && keys.customers.contains(cust.value(i)))
+                };
+                if affected {
                     replaced.insert(id.to_owned());
                     days.insert(day.0);
                 }
