@@ -1,0 +1,303 @@
+//! Lake lifecycle benchmark: a year of generated events (≥ 50 M), the rollup rebuild, the
+//! refresh after one more day of events, and dashboard/metric latency with rollups, computed
+//! from the raw events by us, and by DuckDB from the raw events (the same definitions,
+//! `benches/duckdb_metrics.py`), in the same run. Totals of both answers are compared so a
+//! fast wrong answer cannot pass.
+//!
+//! ```text
+//! cargo build --release && cargo bench --profile dev --bench lifecycle
+//! ```
+//! Environment: `SUPPORTLAKE_BENCH_DIR` (default `$CARGO_TARGET_DIR/bench`; the lake is
+//! built once into `year-lake`, a month at a time, so the generated input never takes more
+//! than a month of disk), `SUPPORTLAKE_BENCH_DAYS` (365), `SUPPORTLAKE_BENCH_PER_DAY`
+//! (conversations a day, 6 500 ≈ 140 k events), `SUPPORTLAKE_BIN` (default: the release
+//! binary), `SUPPORTLAKE_BENCH_RAW=0` skips our computation from raw events (it needs
+//! memory in proportion to the lake). Needs `python3 -m pip install duckdb`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use chrono::{Duration, NaiveDate};
+use common::{Measured, measure, target_dir};
+
+const KEY: &str = "benchmark-pseudonym-key-0123456789";
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn generate_and_ingest(bin: &Path, root: &Path, lake: &Path, start: NaiveDate, days: u64, per_day: u64, seed: u64) -> Measured {
+    let data = root.join("year-gen-chunk");
+    let _ = std::fs::remove_dir_all(&data);
+    measure(
+        Command::new(bin)
+            .args(["generate", "--quiet", "--seed", &seed.to_string(), "--start"])
+            .arg(start.to_string())
+            .args(["--days", &days.to_string(), "--conversations-per-day"])
+            .arg(per_day.to_string())
+            .arg("--out")
+            .arg(&data),
+    );
+    let files: Vec<PathBuf> = ["agent-log", "whatsapp", "chatwoot"]
+        .iter()
+        .flat_map(|s| std::fs::read_dir(data.join(s)).into_iter().flatten())
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    let m = measure(
+        Command::new(bin)
+            .env("SUPPORTLAKE_PSEUDONYM_KEY", KEY)
+            .args(["ingest", "--quiet", "--no-rollup", "--lake"])
+            .arg(lake)
+            .args(files),
+    );
+    let _ = std::fs::remove_dir_all(&data);
+    m
+}
+
+fn totals(json: &serde_json::Value) -> (f64, f64) {
+    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+    let mut count = 0.0;
+    let mut value = 0.0;
+    for s in json["series"].as_array().into_iter().flatten() {
+        for p in s["points"].as_array().into_iter().flatten() {
+            count += num(p, "count");
+            value += num(p, "value");
+        }
+    }
+    (count, value)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn get(addr: &str, path: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let root_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = std::env::var_os("SUPPORTLAKE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("release/supportlake"));
+    assert!(bin.is_file(), "{} not found: run `cargo build --release` first", bin.display());
+    let root = std::env::var_os("SUPPORTLAKE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("bench"));
+    let days = env_num("SUPPORTLAKE_BENCH_DAYS", 365).max(2);
+    let per_day = env_num("SUPPORTLAKE_BENCH_PER_DAY", 6_500);
+    let config = root_dir.join("benches/metrics.toml");
+    let lake = root.join(format!("year-lake-{days}d-{per_day}"));
+    let first = NaiveDate::from_ymd_opt(2025, 11, 1).unwrap();
+    let last_day = first + Duration::days(days as i64 - 1);
+
+    // 1. The lake: every day but the last, a month at a time.
+    if !lake.join("events").is_dir() {
+        let mut start = first;
+        let mut chunk = 0;
+        while start < last_day {
+            let n = (last_day - start).num_days().min(30) as u64;
+            eprintln!("generating and ingesting {start} + {n} days …");
+            let m = generate_and_ingest(&bin, &root, &lake, start, n, per_day, 100 + chunk);
+            eprintln!("  ingest {:.1} s", m.wall_s);
+            start += Duration::days(n as i64);
+            chunk += 1;
+        }
+    }
+    let _ = std::fs::remove_dir_all(lake.join("_rollup"));
+    for t in ["conversations", "conversation_links", "conversation_intervals", "sla_targets"] {
+        let _ = std::fs::remove_dir_all(lake.join(t));
+    }
+    let count = |lake: &Path| -> u64 {
+        measure(
+            Command::new(&bin)
+                .args(["sql", "--format", "csv", "--lake"])
+                .arg(lake)
+                .arg("SELECT count(*) AS n FROM events"),
+        )
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+    };
+    let before = count(&lake);
+
+    // 2. Rebuild, then 3. one more day and the refresh.
+    let rebuild = measure(
+        Command::new(&bin)
+            .args(["rollup", "--quiet", "--rebuild", "--grace", "0s", "--lake"])
+            .arg(&lake)
+            .arg("--config")
+            .arg(&config),
+    );
+    let day = generate_and_ingest(&bin, &root, &lake, last_day, 1, per_day, 99);
+    let events = count(&lake);
+    let refresh = measure(
+        Command::new(&bin)
+            .args(["rollup", "--grace", "0s", "--lake"])
+            .arg(&lake)
+            .arg("--config")
+            .arg(&config),
+    );
+    println!(
+        "\nlake lifecycle: {events} events ({before} + {} on {last_day}), {days} days from {first}, {} cores",
+        events - before,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "rollup --rebuild: {:.1} s wall, {:.1} s CPU, {:.0} MB RSS",
+        rebuild.wall_s, rebuild.cpu_s, rebuild.max_rss_mb
+    );
+    println!(
+        "ingest of the last day: {:.1} s; rollup refresh after it: {:.2} s wall, {:.2} s CPU, {:.0} MB RSS\n  {}",
+        day.wall_s,
+        refresh.wall_s,
+        refresh.cpu_s,
+        refresh.max_rss_mb,
+        refresh.stdout.trim().replace('\n', "\n  ")
+    );
+
+    // 4. Metric queries: rollups vs DuckDB from the raw events (and us from raw).
+    let to = last_day + Duration::days(1);
+    let month = to - Duration::days(30);
+    let week = to - Duration::days(7);
+    let queries: Vec<(&str, NaiveDate, &str)> = vec![
+        ("wait", week, "day"),
+        ("wait", month, "day"),
+        ("handle", month, "day"),
+        ("messages", month, "day"),
+        ("wait", first, "month"),
+    ];
+    let tz_from = |d: NaiveDate| format!("{d}T03:00:00Z");
+    println!(
+        "\n{:<34} {:>10} {:>8} {:>10} {:>10} {:>8} {:>10} {:>6}",
+        "metric, range, interval (by team)", "rollups s", "RSS MB", "DuckDB s", "DuckDB q s", "RSS MB", "speed-up", "agree"
+    );
+    let mut speedups = Vec::new();
+    for (name, from, interval) in &queries {
+        let (f, t) = (tz_from(*from), tz_from(to));
+        let ours = measure(
+            Command::new(&bin)
+                .args(["metrics", name, "--lake"])
+                .arg(&lake)
+                .arg("--config")
+                .arg(&config)
+                .args(["--from", &f, "--to", &t, "--now", &t, "--interval", interval])
+                .args(["--group-by", "team", "--format", "json"]),
+        );
+        let duck = measure(
+            Command::new("python3")
+                .arg(root_dir.join("benches/duckdb_metrics.py"))
+                .arg(&lake)
+                .arg(root_dir.join("queries"))
+                .arg(&config)
+                .args([name, &f, &t, interval, "America/Sao_Paulo", "team"]),
+        );
+        let oj: serde_json::Value = serde_json::from_str(&ours.stdout).expect("JSON");
+        let dj: serde_json::Value = serde_json::from_str(duck.stdout.trim()).expect("JSON");
+        let (oc, ov) = totals(&oj);
+        let dc = dj["totals"]["count"].as_f64().unwrap_or(0.0);
+        let dv = dj["totals"]["value"].as_f64().unwrap_or(0.0);
+        let agree = close(oc, dc) && close(ov, dv);
+        let speedup = duck.wall_s / ours.wall_s;
+        speedups.push(speedup);
+        println!(
+            "{:<34} {:>10.3} {:>8.0} {:>10.2} {:>10.2} {:>8.0} {:>9.1}× {:>6}",
+            format!("{name}, {from} .. {to}, {interval}"),
+            ours.wall_s,
+            ours.max_rss_mb,
+            duck.wall_s,
+            dj["seconds"].as_f64().unwrap_or(f64::NAN),
+            duck.max_rss_mb,
+            speedup,
+            if agree { "yes" } else { "NO" }
+        );
+        if !agree {
+            eprintln!("  totals differ: ours {oc} / {ov}; DuckDB {dc} / {dv}");
+        }
+    }
+    let geomean = (speedups.iter().map(|r| r.ln()).sum::<f64>() / speedups.len() as f64).exp();
+    let least = speedups.iter().cloned().fold(f64::INFINITY, f64::min);
+    println!("rollups vs DuckDB from raw events: geomean {geomean:.1}× faster, least {least:.1}×");
+
+    if env_num("SUPPORTLAKE_BENCH_RAW", 1) == 1 {
+        let (f, t) = (tz_from(month), tz_from(to));
+        let raw = measure(
+            Command::new(&bin)
+                .args(["metrics", "wait", "--from-events", "--lake"])
+                .arg(&lake)
+                .arg("--config")
+                .arg(&config)
+                .args(["--from", &f, "--to", &t, "--now", &t, "--interval", "day"])
+                .args(["--group-by", "team", "--format", "json"]),
+        );
+        println!(
+            "ours from raw events (--from-events), wait, 30 days by day: {:.1} s wall, {:.0} MB RSS",
+            raw.wall_s, raw.max_rss_mb
+        );
+    }
+
+    // 5. The server, warm: dashboard pages and the metrics API over the rollups.
+    let mut server = Command::new(&bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--lake"])
+        .arg(&lake)
+        .arg("--config")
+        .arg(&config)
+        .env("SUPPORTLAKE_PSEUDONYM_KEY", KEY)
+        .env("SUPPORTLAKE_LOG", "error")
+        .env_remove("SUPPORTLAKE_TOKENS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("serve starts");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().trim_start_matches("listening on http://").to_owned();
+    let routes = [
+        format!("/dashboards/overview?from={week}&to={to}"),
+        format!("/dashboards/overview?from={month}&to={to}"),
+        format!("/dashboards/overview?from={first}&to={to}"),
+        format!("/dashboards/sla?from={month}&to={to}"),
+        format!("/api/v1/metrics/wait?from={month}&to={to}&interval=day&group_by=team"),
+        format!("/api/v1/metrics/wait?from={first}&to={to}&interval=month&group_by=team"),
+    ];
+    println!("\n{:<64} {:>9} {:>9} {:>9} {:>6}", "route (serve, rollups)", "cold ms", "p50 ms", "p99 ms", "status");
+    for route in &routes {
+        let t = Instant::now();
+        let code = get(&addr, route);
+        let cold = t.elapsed().as_secs_f64() * 1e3;
+        let mut times: Vec<f64> = (0..15)
+            .map(|_| {
+                let t = Instant::now();
+                get(&addr, route);
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let q = |p: f64| times[((p * times.len() as f64) as usize).min(times.len() - 1)];
+        println!("{route:<64} {cold:>9.1} {:>9.1} {:>9.1} {code:>6}", q(0.5), q(0.99));
+    }
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGTERM);
+    }
+    let _ = server.wait();
+}
