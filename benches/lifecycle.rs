@@ -121,7 +121,7 @@ fn main() {
         }
     }
     let _ = std::fs::remove_dir_all(lake.join("_rollup"));
-    for t in ["conversations", "conversation_links", "conversation_intervals", "sla_targets"] {
+    for t in supportlake_tables() {
         let _ = std::fs::remove_dir_all(lake.join(t));
     }
     let count = |lake: &Path| -> u64 {
@@ -300,4 +300,16 @@ fn main() {
         libc::kill(server.id() as i32, libc::SIGTERM);
     }
     let _ = server.wait();
+}
+
+/// The rollup tables' folders.
+fn supportlake_tables() -> [&'static str; 6] {
+    [
+        "conversations",
+        "conversation_links",
+        "conversation_intervals",
+        "conversation_owners",
+        "conversation_messages",
+        "sla_targets",
+    ]
 }

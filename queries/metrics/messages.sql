@@ -3,26 +3,14 @@
 -- Counts message_in (customer → business) and public message_out (agent or bot →
 -- customer; private notes are not messages) by the time they were sent. Team, agent and
 -- the other dimensions are those in force at each message (an agent message counts for
--- its sender). Messages outside any conversation are not counted.
+-- its sender; see the view `conversation_messages`). Messages outside any conversation are
+-- not counted.
 -- Reported: value = all messages, messages_in, messages_out, from_agents, from_bots.
 -- Parameters: $from $to $interval $tz $group_by $team $agent $channel $inbox $priority
-WITH ce AS (
-  SELECT conv, ts, event_id, kind, author, private, agent_id,
-         last_value(team) IGNORE NULLS OVER w AS team,
-         NULLIF(last_value(agent_in_force) IGNORE NULLS OVER w, '') AS agent_in_force,
-         last_value(channel) IGNORE NULLS OVER w AS channel,
-         last_value(inbox) IGNORE NULLS OVER w AS inbox,
-         last_value(priority) IGNORE NULLS OVER w AS priority
-  FROM conversation_events
-  WINDOW w AS (PARTITION BY conv ORDER BY ts, kind_rank, event_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-),
-x AS (
-  SELECT ts AS at, kind, author, team, channel, inbox, priority,
-         CASE WHEN kind = 'message_out' AND author = 'agent' THEN agent_id ELSE agent_in_force END AS agent
-  FROM ce
+WITH x AS (
+  SELECT ts AS at, kind, author, team, agent, channel, inbox, priority
+  FROM conversation_messages
   WHERE ts >= $from AND ts < $to
-    AND (kind = 'message_in' OR (kind = 'message_out' AND NOT private))
 )
 SELECT CASE $group_by
          WHEN 'team' THEN team WHEN 'agent' THEN agent WHEN 'channel' THEN channel

@@ -25,11 +25,11 @@ open_at AS (
 ),
 in_force AS (
   SELECT o.conversation_id, o.at,
-         last_value(ce.team ORDER BY ce.ts, ce.kind_rank, ce.event_id) FILTER (WHERE ce.team IS NOT NULL) AS team,
-         NULLIF(last_value(ce.agent_in_force ORDER BY ce.ts, ce.kind_rank, ce.event_id)
-           FILTER (WHERE ce.agent_in_force IS NOT NULL), '') AS agent
-  FROM open_at o JOIN conversation_events ce
-    ON ce.conv = o.conversation_id AND ce.ts <= o.at
+         last_value(w.team ORDER BY w.ts, w.kind_rank, w.event_id) FILTER (WHERE w.team IS NOT NULL) AS team,
+         NULLIF(last_value(w.agent_in_force ORDER BY w.ts, w.kind_rank, w.event_id)
+           FILTER (WHERE w.agent_in_force IS NOT NULL), '') AS agent
+  FROM open_at o JOIN conversation_owners w
+    ON w.conversation_id = o.conversation_id AND w.ts <= o.at
   GROUP BY o.conversation_id, o.at
 ),
 x AS (

@@ -5,7 +5,7 @@
 //! named parameters (`$from`, `$to`, …) bound, never formatted in.
 
 /// (view name, SQL), in registration order.
-pub const VIEWS: [(&str, &str); 7] = [
+pub const VIEWS: [(&str, &str); 9] = [
     (
         "message_links",
         include_str!("../../queries/views/10_message_links.sql"),
@@ -27,6 +27,14 @@ pub const VIEWS: [(&str, &str); 7] = [
         include_str!("../../queries/views/30_conversation_intervals.sql"),
     ),
     (
+        "conversation_owners",
+        include_str!("../../queries/views/35_conversation_owners.sql"),
+    ),
+    (
+        "conversation_messages",
+        include_str!("../../queries/views/36_conversation_messages.sql"),
+    ),
+    (
         "sla_targets",
         include_str!("../../queries/views/40_sla_targets.sql"),
     ),
@@ -38,11 +46,13 @@ pub const VIEWS: [(&str, &str); 7] = [
 
 /// The views computed once per session and kept in memory (see [`super::cached`]): they are
 /// expensive and read by several other views.
-pub const CACHED_VIEWS: [&str; 5] = [
+pub const CACHED_VIEWS: [&str; 7] = [
     "message_links",
     "conversation_links",
     "conversations",
     "conversation_intervals",
+    "conversation_owners",
+    "conversation_messages",
     "sla_targets",
 ];
 

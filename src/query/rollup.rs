@@ -64,10 +64,12 @@ use crate::lake::{LakeError, LakePaths, PartitionDate};
 use crate::sources::time::utc_day;
 
 /// The materialized tables, in the order they are computed.
-pub const TABLES: [&str; 4] = [
+pub const TABLES: [&str; 6] = [
     "conversation_links",
     "conversations",
     "conversation_intervals",
+    "conversation_owners",
+    "conversation_messages",
     "sla_targets",
 ];
 
