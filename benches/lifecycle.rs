@@ -34,12 +34,26 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn generate_and_ingest(bin: &Path, root: &Path, lake: &Path, start: NaiveDate, days: u64, per_day: u64, seed: u64) -> Measured {
+fn generate_and_ingest(
+    bin: &Path,
+    root: &Path,
+    lake: &Path,
+    start: NaiveDate,
+    days: u64,
+    per_day: u64,
+    seed: u64,
+) -> Measured {
     let data = root.join("year-gen-chunk");
     let _ = std::fs::remove_dir_all(&data);
     measure(
         Command::new(bin)
-            .args(["generate", "--quiet", "--seed", &seed.to_string(), "--start"])
+            .args([
+                "generate",
+                "--quiet",
+                "--seed",
+                &seed.to_string(),
+                "--start",
+            ])
             .arg(start.to_string())
             .args(["--days", &days.to_string(), "--conversations-per-day"])
             .arg(per_day.to_string())
@@ -81,7 +95,11 @@ fn close(a: f64, b: f64) -> bool {
 
 fn get(addr: &str, path: &str) -> u16 {
     let mut s = TcpStream::connect(addr).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
     String::from_utf8_lossy(&out)
@@ -96,7 +114,11 @@ fn main() {
     let bin = std::env::var_os("SUPPORTLAKE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("release/supportlake"));
-    assert!(bin.is_file(), "{} not found: run `cargo build --release` first", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} not found: run `cargo build --release` first",
+        bin.display()
+    );
     let root = std::env::var_os("SUPPORTLAKE_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("bench"));
@@ -188,7 +210,14 @@ fn main() {
     let tz_from = |d: NaiveDate| format!("{d}T03:00:00Z");
     println!(
         "\n{:<34} {:>10} {:>8} {:>10} {:>10} {:>8} {:>10} {:>6}",
-        "metric, range, interval (by team)", "rollups s", "RSS MB", "DuckDB s", "DuckDB q s", "RSS MB", "speed-up", "agree"
+        "metric, range, interval (by team)",
+        "rollups s",
+        "RSS MB",
+        "DuckDB s",
+        "DuckDB q s",
+        "RSS MB",
+        "speed-up",
+        "agree"
     );
     let mut speedups = Vec::new();
     for (name, from, interval) in &queries {
@@ -199,7 +228,16 @@ fn main() {
                 .arg(&lake)
                 .arg("--config")
                 .arg(&config)
-                .args(["--from", &f, "--to", &t, "--now", &t, "--interval", interval])
+                .args([
+                    "--from",
+                    &f,
+                    "--to",
+                    &t,
+                    "--now",
+                    &t,
+                    "--interval",
+                    interval,
+                ])
                 .args(["--group-by", "team", "--format", "json"]),
         );
         let duck = measure(
@@ -271,7 +309,10 @@ fn main() {
     BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line.trim().trim_start_matches("listening on http://").to_owned();
+    let addr = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .to_owned();
     let routes = [
         format!("/dashboards/overview?from={week}&to={to}"),
         format!("/dashboards/overview?from={month}&to={to}"),
@@ -280,7 +321,10 @@ fn main() {
         format!("/api/v1/metrics/wait?from={month}&to={to}&interval=day&group_by=team"),
         format!("/api/v1/metrics/wait?from={first}&to={to}&interval=month&group_by=team"),
     ];
-    println!("\n{:<64} {:>9} {:>9} {:>9} {:>6}", "route (serve, rollups)", "cold ms", "p50 ms", "p99 ms", "status");
+    println!(
+        "\n{:<64} {:>9} {:>9} {:>9} {:>6}",
+        "route (serve, rollups)", "cold ms", "p50 ms", "p99 ms", "status"
+    );
     for route in &routes {
         let t = Instant::now();
         let code = get(&addr, route);
@@ -294,7 +338,11 @@ fn main() {
             .collect();
         times.sort_by(f64::total_cmp);
         let q = |p: f64| times[((p * times.len() as f64) as usize).min(times.len() - 1)];
-        println!("{route:<64} {cold:>9.1} {:>9.1} {:>9.1} {code:>6}", q(0.5), q(0.99));
+        println!(
+            "{route:<64} {cold:>9.1} {:>9.1} {:>9.1} {code:>6}",
+            q(0.5),
+            q(0.99)
+        );
     }
     unsafe {
         libc::kill(server.id() as i32, libc::SIGTERM);

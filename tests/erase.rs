@@ -781,7 +781,10 @@ fn covered_and_emptied_files_keep_their_names() {
         .map(|f| f.as_str().unwrap())
         .collect();
     assert_eq!(
-        rewritten.iter().filter(|f| f.starts_with("events/")).count(),
+        rewritten
+            .iter()
+            .filter(|f| f.starts_with("events/"))
+            .count(),
         2,
         "{record}"
     );

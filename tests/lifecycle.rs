@@ -265,6 +265,8 @@ fn rollups_after_shuffled_late_duplicated_ingests_equal_the_events() {
         "SELECT * FROM conversation_links ORDER BY event_id",
         "SELECT * FROM conversation_intervals ORDER BY conversation_id, open_from",
         "SELECT * FROM sla_targets ORDER BY conversation_id, metric, applied_at, policy",
+        "SELECT * FROM conversation_owners ORDER BY conversation_id, ts, kind_rank, event_id",
+        "SELECT * FROM conversation_messages ORDER BY event_id",
     ];
     let check = |label: &str| {
         for q in tables {

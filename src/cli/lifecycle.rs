@@ -111,8 +111,8 @@ pub fn render_compact(r: &CompactReport) -> String {
 
 /// Bring the rollup tables up to date with the events (or rebuild them).
 ///
-/// The derived tables conversations, conversation_links, conversation_intervals and
-/// sla_targets are kept as Parquet under <lake>/<table>/date=YYYY-MM-DD/ (the UTC day each
+/// The derived tables conversations, conversation_links, conversation_intervals,
+/// conversation_owners, conversation_messages and sla_targets are kept as Parquet under <lake>/<table>/date=YYYY-MM-DD/ (the UTC day each
 /// conversation started), listed by <lake>/_rollup/state.json. Dashboards, the metrics API
 /// and `supportlake metrics` read them, so a page over a year costs about what a page over
 /// a week does.

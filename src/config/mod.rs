@@ -174,6 +174,9 @@ pub const RETENTION_TABLES: &[&str] = &[
     "conversations",
     "sla_targets",
     "conversation_intervals",
+    "conversation_links",
+    "conversation_owners",
+    "conversation_messages",
 ];
 
 /// The `[retention]` section. A table (or the quarantine) not named here is kept for good.

@@ -1,10 +1,10 @@
 //! The manifest of the rollup tables: `<lake>/_rollup/state.json`.
 //!
 //! The rollup tables (`conversations`, `conversation_links`, `conversation_intervals`,
-//! `sla_targets`) are Parquet files under `<lake>/<table>/date=YYYY-MM-DD/<generation>.parquet`.
+//! `conversation_owners`, `conversation_messages`, `sla_targets`) are Parquet files under `<lake>/<table>/date=YYYY-MM-DD/<generation>.parquet`.
 //! A refresh writes new files for the partitions it changes and then replaces this manifest
 //! in one rename: the manifest, not the directory listing, says which files make up each
-//! table, so a reader that opens the manifest sees one consistent version of all four
+//! table, so a reader that opens the manifest sees one consistent version of all the
 //! tables. Files a refresh replaced are *retired*: listed here with the time they left, and
 //! deleted by a later refresh once the grace period is over.
 //!
