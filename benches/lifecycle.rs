@@ -246,7 +246,14 @@ fn main() {
                 .arg(&lake)
                 .arg(root_dir.join("queries"))
                 .arg(&config)
-                .args([name, &f, &t, interval, "America/Sao_Paulo", "team"]),
+                .args([
+                    *name,
+                    f.as_str(),
+                    t.as_str(),
+                    *interval,
+                    "America/Sao_Paulo",
+                    "team",
+                ]),
         );
         let oj: serde_json::Value = serde_json::from_str(&ours.stdout).expect("JSON");
         let dj: serde_json::Value = serde_json::from_str(duck.stdout.trim()).expect("JSON");
