@@ -217,6 +217,15 @@ pub fn compact(
                   bytes = merge.bytes_out, output = %merge.output.file_name(), "compacted");
             after -= run.len() - 1;
             on_merge(&merge)?;
+            if opts.grace.is_zero() {
+                // Nobody needs the inputs: they go now rather than at the next run.
+                for input in &merge.inputs {
+                    let p = dir.join(input.file_name());
+                    fs::remove_file(&p).map_err(|e| LakeError::io(&p, e))?;
+                    report.deleted.push(p);
+                }
+                sync_dir(&dir)?;
+            }
             report.merges.push(merge);
         }
         report.files_after += after;

@@ -53,7 +53,7 @@ use datafusion::prelude::SessionContext;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Engine, QueryError, catalog};
 use crate::config::Config;
@@ -230,7 +230,7 @@ impl Default for RefreshOptions {
         RefreshOptions {
             rebuild: false,
             grace: Duration::from_secs(600),
-            step_events: 4_000_000,
+            step_events: 8_000_000,
         }
     }
 }
@@ -432,6 +432,17 @@ fn column<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef> {
         .ok_or_else(|| RollupError::Invalid(format!("column {name} missing")))
 }
 
+/// The distinct non-NULL strings of a one-column query.
+async fn distinct(ctx: &SessionContext, sql: &str) -> Result<HashSet<String>> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let mut out = HashSet::new();
+    for b in &batches {
+        let c = strings(b.column(0))?;
+        out.extend(c.iter().flatten().map(str::to_owned));
+    }
+    Ok(out)
+}
+
 /// The keys a set of events touches: conversation ids, customer keys, ids of loose messages.
 #[derive(Default)]
 struct Keys {
@@ -441,37 +452,14 @@ struct Keys {
 }
 
 impl Keys {
-    /// Adds the keys of rows (conversation_id, customer_key, loose_msg); returns the ones
-    /// that were new.
-    fn absorb(&mut self, batches: &[RecordBatch]) -> Result<Keys> {
-        let mut fresh = Keys::default();
-        for b in batches {
-            let c = strings(b.column(0))?;
-            let k = strings(b.column(1))?;
-            let m = strings(b.column(2))?;
-            for i in 0..b.num_rows() {
-                if c.is_valid(i) && self.convs.insert(c.value(i).to_owned()) {
-                    fresh.convs.insert(c.value(i).to_owned());
-                }
-                if k.is_valid(i) && self.customers.insert(k.value(i).to_owned()) {
-                    fresh.customers.insert(k.value(i).to_owned());
-                }
-                if m.is_valid(i) && self.loose_messages.insert(m.value(i).to_owned()) {
-                    fresh.loose_messages.insert(m.value(i).to_owned());
-                }
-            }
-        }
-        Ok(fresh)
-    }
-
     fn is_empty(&self) -> bool {
         self.convs.is_empty() && self.customers.is_empty() && self.loose_messages.is_empty()
     }
 }
 
-const KEY_COLUMNS: &str = "conversation_id, customer_key, \
-     CASE WHEN conversation_id IS NULL AND kind IN ('message_in', 'message_out') \
-          THEN message_id END AS loose_msg";
+/// Customer messages a source reported without a conversation.
+const LOOSE: &str =
+    "AND conversation_id IS NULL AND kind IN ('message_in', 'message_out')";
 const CONVERSATION_KINDS: &str = "kind NOT IN ('agent_status', 'message_status')";
 
 async fn run_step(
@@ -483,43 +471,118 @@ async fn run_step(
     report: &mut RefreshReport,
 ) -> Result<()> {
     let ctx = raw.context();
-    // 1. Seeds from the new files alone.
+    // 1. Seeds from the new files alone: their conversations, customers and loose
+    // messages, and the customers whose loose copy of a message a new event now reports
+    // inside a conversation.
+    let t0 = Instant::now();
     let rel: Vec<String> = step
         .iter()
         .map(|f| format!("events/{}/{}", f.partition, f.name))
         .collect();
     let new_events = files_table(ctx, paths.root(), &rel, crate::event::schema()).await?;
     ctx.register_table("_rollup_new", new_events)?;
-    let seeds = ctx
-        .sql(&format!(
-            "SELECT DISTINCT {KEY_COLUMNS} FROM _rollup_new WHERE {CONVERSATION_KINDS}"
-        ))
-        .await?
-        .collect()
-        .await;
-    ctx.deregister_table("_rollup_new")?;
     let mut keys = Keys::default();
-    let mut delta = keys.absorb(&seeds?)?;
+    let mut delta = Keys::default();
+    let seeded = async {
+        let new = |col: &str, cond: &str| {
+            format!(
+                "SELECT DISTINCT {col} FROM _rollup_new WHERE {CONVERSATION_KINDS} \
+                   AND {col} IS NOT NULL {cond}"
+            )
+        };
+        delta.convs = distinct(ctx, &new("conversation_id", "")).await?;
+        delta.customers = distinct(ctx, &new("customer_key", "")).await?;
+        delta.loose_messages = distinct(ctx, &new("message_id", LOOSE)).await?;
+        let named = distinct(
+            ctx,
+            &new(
+                "message_id",
+                "AND conversation_id IS NOT NULL AND kind IN ('message_in', 'message_out')",
+            ),
+        )
+        .await?;
+        ctx.register_table("_rollup_m", keys_table(&named)?)?;
+        let holders = distinct(
+            ctx,
+            &format!(
+                "SELECT DISTINCT customer_key FROM events WHERE customer_key IS NOT NULL {LOOSE} \
+                   AND message_id IN (SELECT k FROM _rollup_m)"
+            ),
+        )
+        .await;
+        ctx.deregister_table("_rollup_m")?;
+        delta.customers.extend(holders?);
+        Ok::<_, RollupError>(())
+    }
+    .await;
+    ctx.deregister_table("_rollup_new")?;
+    seeded?;
+    let t_seeds = t0.elapsed();
 
-    // 2. Closure over every event.
+    // 2. Closure over every event, one round per growth: customers of the conversations,
+    // conversations and loose messages of the customers, conversations holding a copy of a
+    // loose message.
+    let mut rounds = 0;
     while !delta.is_empty() {
+        rounds += 1;
+        keys.convs.extend(delta.convs.iter().cloned());
+        keys.customers.extend(delta.customers.iter().cloned());
+        keys.loose_messages.extend(delta.loose_messages.iter().cloned());
         ctx.register_table("_rollup_c", keys_table(&delta.convs)?)?;
         ctx.register_table("_rollup_k", keys_table(&delta.customers)?)?;
         ctx.register_table("_rollup_m", keys_table(&delta.loose_messages)?)?;
-        let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM events WHERE {CONVERSATION_KINDS} \
-               AND conversation_id IN (SELECT k FROM _rollup_c) \
-             UNION SELECT {KEY_COLUMNS} FROM events WHERE {CONVERSATION_KINDS} \
-               AND customer_key IN (SELECT k FROM _rollup_k) \
-             UNION SELECT {KEY_COLUMNS} FROM events WHERE {CONVERSATION_KINDS} \
-               AND conversation_id IS NOT NULL AND message_id IN (SELECT k FROM _rollup_m)"
-        );
-        let rows = ctx.sql(&sql).await?.collect().await;
+        let found = async {
+            let q = |col: &str, cond: &str| {
+                format!(
+                    "SELECT DISTINCT {col} FROM events WHERE {CONVERSATION_KINDS} \
+                       AND {col} IS NOT NULL {cond}"
+                )
+            };
+            let customers = distinct(
+                ctx,
+                &q("customer_key", "AND conversation_id IN (SELECT k FROM _rollup_c)"),
+            )
+            .await?;
+            let mut convs = distinct(
+                ctx,
+                &q("conversation_id", "AND customer_key IN (SELECT k FROM _rollup_k)"),
+            )
+            .await?;
+            let loose = distinct(
+                ctx,
+                &q(
+                    "message_id",
+                    &format!("{LOOSE} AND customer_key IN (SELECT k FROM _rollup_k)"),
+                ),
+            )
+            .await?;
+            convs.extend(
+                distinct(
+                    ctx,
+                    &q("conversation_id", "AND message_id IN (SELECT k FROM _rollup_m)"),
+                )
+                .await?,
+            );
+            Ok::<_, RollupError>((customers, convs, loose))
+        }
+        .await;
         for t in ["_rollup_c", "_rollup_k", "_rollup_m"] {
             ctx.deregister_table(t)?;
         }
-        delta = keys.absorb(&rows?)?;
+        let (customers, convs, loose) = found?;
+        delta = Keys {
+            convs: convs.into_iter().filter(|c| !keys.convs.contains(c)).collect(),
+            customers: customers
+                .into_iter()
+                .filter(|c| !keys.customers.contains(c))
+                .collect(),
+            loose_messages: loose
+                .into_iter()
+                .filter(|m| !keys.loose_messages.contains(m))
+                .collect(),
+        };
     }
+    let t_closure = t0.elapsed() - t_seeds;
 
     // 3. The events of the affected conversations and customers, and the views over them.
     ctx.register_table("_rollup_c", keys_table(&keys.convs)?)?;
@@ -538,7 +601,13 @@ async fn run_step(
     ctx.deregister_table("_rollup_k")?;
     let subset = subset?;
     report.events_recomputed += subset.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-    let events = MemTable::try_new(subset_schema, vec![subset])?;
+    let t_subset = t0.elapsed() - t_seeds - t_closure;
+    let parts = ctx.copied_config().target_partitions().max(1);
+    let mut split: Vec<Vec<RecordBatch>> = vec![Vec::new(); parts];
+    for (i, b) in subset.into_iter().enumerate() {
+        split[i % parts].push(b);
+    }
+    let events = MemTable::try_new(subset_schema, split)?;
     let sub = Engine::over_events(Arc::new(events), Arc::clone(config)).await?;
     let mut fresh: BTreeMap<&str, (SchemaRef, Vec<RecordBatch>)> = BTreeMap::new();
     for table in TABLES {
@@ -552,6 +621,7 @@ async fn run_step(
         fresh.insert(table, (schema, batches));
     }
     drop(sub);
+    let t_views = t0.elapsed() - t_seeds - t_closure - t_subset;
 
     // Start day of each recomputed conversation.
     let mut start_day: HashMap<String, i32> = HashMap::new();
@@ -670,6 +740,17 @@ async fn run_step(
         files.sort();
     }
     report.partitions_rewritten += days.len();
+    debug!(
+        files = step.len(),
+        rounds,
+        conversations = start_day.len(),
+        seeds_s = t_seeds.as_secs_f64(),
+        closure_s = t_closure.as_secs_f64(),
+        subset_s = t_subset.as_secs_f64(),
+        views_s = t_views.as_secs_f64(),
+        write_s = (t0.elapsed() - t_seeds - t_closure - t_subset - t_views).as_secs_f64(),
+        "rollup step"
+    );
     for f in step {
         state
             .processed
