@@ -125,7 +125,7 @@ fn main() {
     let days = env_num("SUPPORTLAKE_BENCH_DAYS", 365).max(2);
     let per_day = env_num("SUPPORTLAKE_BENCH_PER_DAY", 6_500);
     let config = root_dir.join("benches/metrics.toml");
-    let lake = root.join(format!("year-lake-{days}d-{per_day}"));
+    let lake = root.join(format!("year-lake-v2-{days}d-{per_day}"));
     let first = NaiveDate::from_ymd_opt(2025, 11, 1).unwrap();
     let last_day = first + Duration::days(days as i64 - 1);
 

@@ -102,6 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             conversations_per_day: args.conversations_per_day,
             seed: 1,
             timezone: tz,
+            id_offset: 0,
         };
         eprintln!(
             "simulating {} days of a contact center into {} …",

@@ -52,6 +52,12 @@ pub struct Args {
     tz: chrono_tz::Tz,
 
     /// Do not draw a progress bar.
+    /// Number conversations from N+1 (Chatwoot message ids move up with them), so that runs
+    /// over consecutive periods, each with its own seed, make one history without reusing
+    /// an id: e.g. --id-offset 1000000 for the second month, 2000000 for the third.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    id_offset: u32,
+
     #[arg(long, short)]
     quiet: bool,
 }
@@ -67,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         conversations_per_day: args.conversations_per_day,
         seed: args.seed,
         timezone: args.tz,
+        id_offset: args.id_offset,
     };
     let draw = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressDrawTarget::hidden()

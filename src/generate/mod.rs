@@ -53,6 +53,9 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// The contact center's local time zone: it drives arrivals and shifts.
     pub timezone: Tz,
+    /// Conversation numbers (and Chatwoot message ids) start this far up, so that several
+    /// runs over consecutive periods make one history without reusing an id.
+    pub id_offset: u32,
 }
 
 /// Reported once per simulated day and at the end.

@@ -18,6 +18,7 @@ fn options(out: &Path, days: u32, per_day: u32, seed: u64) -> GenerateOptions {
         conversations_per_day: per_day,
         seed,
         timezone: chrono_tz::America::Sao_Paulo,
+        id_offset: 0,
     }
 }
 
