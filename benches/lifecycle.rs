@@ -47,13 +47,8 @@ fn generate_and_ingest(
     let _ = std::fs::remove_dir_all(&data);
     measure(
         Command::new(bin)
-            .args([
-                "generate",
-                "--quiet",
-                "--seed",
-                &seed.to_string(),
-                "--start",
-            ])
+            .args(["generate", "--quiet", "--seed", &seed.to_string()])
+            .args(["--id-offset", &(seed * 1_000_000).to_string(), "--start"])
             .arg(start.to_string())
             .args(["--days", &days.to_string(), "--conversations-per-day"])
             .arg(per_day.to_string())
@@ -125,7 +120,7 @@ fn main() {
     let days = env_num("SUPPORTLAKE_BENCH_DAYS", 365).max(2);
     let per_day = env_num("SUPPORTLAKE_BENCH_PER_DAY", 6_500);
     let config = root_dir.join("benches/metrics.toml");
-    let lake = root.join(format!("year-lake-v2-{days}d-{per_day}"));
+    let lake = root.join(format!("year-lake-v3-{days}d-{per_day}"));
     let first = NaiveDate::from_ymd_opt(2025, 11, 1).unwrap();
     let last_day = first + Duration::days(days as i64 - 1);
 

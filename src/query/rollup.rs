@@ -458,8 +458,7 @@ impl Keys {
 }
 
 /// Customer messages a source reported without a conversation.
-const LOOSE: &str =
-    "AND conversation_id IS NULL AND kind IN ('message_in', 'message_out')";
+const LOOSE: &str = "AND conversation_id IS NULL AND kind IN ('message_in', 'message_out')";
 const CONVERSATION_KINDS: &str = "kind NOT IN ('agent_status', 'message_status')";
 
 async fn run_step(
@@ -527,7 +526,8 @@ async fn run_step(
         rounds += 1;
         keys.convs.extend(delta.convs.iter().cloned());
         keys.customers.extend(delta.customers.iter().cloned());
-        keys.loose_messages.extend(delta.loose_messages.iter().cloned());
+        keys.loose_messages
+            .extend(delta.loose_messages.iter().cloned());
         ctx.register_table("_rollup_c", keys_table(&delta.convs)?)?;
         ctx.register_table("_rollup_k", keys_table(&delta.customers)?)?;
         ctx.register_table("_rollup_m", keys_table(&delta.loose_messages)?)?;
@@ -540,12 +540,18 @@ async fn run_step(
             };
             let customers = distinct(
                 ctx,
-                &q("customer_key", "AND conversation_id IN (SELECT k FROM _rollup_c)"),
+                &q(
+                    "customer_key",
+                    "AND conversation_id IN (SELECT k FROM _rollup_c)",
+                ),
             )
             .await?;
             let mut convs = distinct(
                 ctx,
-                &q("conversation_id", "AND customer_key IN (SELECT k FROM _rollup_k)"),
+                &q(
+                    "conversation_id",
+                    "AND customer_key IN (SELECT k FROM _rollup_k)",
+                ),
             )
             .await?;
             let loose = distinct(
@@ -559,7 +565,10 @@ async fn run_step(
             convs.extend(
                 distinct(
                     ctx,
-                    &q("conversation_id", "AND message_id IN (SELECT k FROM _rollup_m)"),
+                    &q(
+                        "conversation_id",
+                        "AND message_id IN (SELECT k FROM _rollup_m)",
+                    ),
                 )
                 .await?,
             );
@@ -571,7 +580,10 @@ async fn run_step(
         }
         let (customers, convs, loose) = found?;
         delta = Keys {
-            convs: convs.into_iter().filter(|c| !keys.convs.contains(c)).collect(),
+            convs: convs
+                .into_iter()
+                .filter(|c| !keys.convs.contains(c))
+                .collect(),
             customers: customers
                 .into_iter()
                 .filter(|c| !keys.customers.contains(c))
