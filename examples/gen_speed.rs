@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         conversations_per_day: per_day,
         seed,
         timezone: chrono_tz::America::Sao_Paulo,
+        id_offset: 0,
     };
     let t0 = Instant::now();
     let summary = generate(&opts, &mut |p| {
