@@ -572,3 +572,30 @@ mod never_panic {
         }
     }
 }
+
+#[test]
+fn a_blank_agent_log_id_is_no_id() {
+    // Found by the near-valid-records property: `"id": ""` gave an event with an empty key,
+    // which would make every such event a duplicate of the first.
+    let line = |id: &str| {
+        format!(
+            r#"{{{id}"ts":"2026-11-02T10:00:00Z","type":"message.received","conversation_id":"c-1","customer":"+5511987654321"}}"#
+        )
+    };
+    let decode = |l: String| {
+        sources::decode_lines(
+            SourceFormat::AgentLog,
+            l.as_bytes(),
+            &mut pseudonymizer(),
+            received(),
+        )
+        .events
+    };
+    let blank = decode(line(r#""id":"","#));
+    let spaces = decode(line(r#""id":"  ","#));
+    let none = decode(line(""));
+    assert_eq!(blank.len(), 1);
+    assert!(!blank[0].event_id.is_empty());
+    assert_eq!(blank[0].event_id, none[0].event_id);
+    assert_eq!(spaces[0].event_id, none[0].event_id);
+}

@@ -261,8 +261,10 @@ fn decode_line(
     event.attrs = attrs_value.as_deref();
 
     let hashed;
-    event.event_id = match &id {
-        Some(id) => id.as_ref(),
+    // A blank id is no id: the content hash stands in (an empty key would make every such
+    // event a duplicate of the first).
+    event.event_id = match id.as_deref().filter(|i| !i.trim().is_empty()) {
+        Some(id) => id,
         None => {
             hashed = content_id(&event);
             &hashed
