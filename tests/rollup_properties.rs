@@ -231,7 +231,7 @@ proptest! {
             if k == compact_after {
                 compact_lake(&paths, &CompactOptions { grace: std::time::Duration::ZERO, ..CompactOptions::default() }, SystemTime::now()).unwrap();
             }
-            let r = rt.block_on(rollup::refresh(&paths, config(), &RefreshOptions::default(), |_, _| {})).unwrap();
+            let r = rt.block_on(rollup::refresh(&paths, config(), &RefreshOptions::default(), SystemTime::now(), |_, _| {})).unwrap();
             prop_assert_eq!(r.rebuilt, k == 0);
         }
         let engine = rt.block_on(Engine::open(&paths, config())).unwrap();
@@ -243,7 +243,7 @@ proptest! {
         prop_assert_eq!(all_metrics(&engine), f.metrics.clone());
 
         // A rebuild from scratch gives the same tables again.
-        let r = rt.block_on(rollup::refresh(&paths, config(), &RefreshOptions { rebuild: true, step_events: 3_000, ..RefreshOptions::default() }, |_, _| {})).unwrap();
+        let r = rt.block_on(rollup::refresh(&paths, config(), &RefreshOptions { rebuild: true, step_events: 3_000, ..RefreshOptions::default() }, SystemTime::now(), |_, _| {})).unwrap();
         prop_assert!(r.rebuilt && r.steps > 1);
         let engine = rt.block_on(Engine::open(&paths, config())).unwrap();
         prop_assert!(engine.reads_rollups());
@@ -278,6 +278,7 @@ fn a_refresh_with_nothing_new_changes_nothing_and_a_new_configuration_rebuilds()
             &paths,
             config(),
             &RefreshOptions::default(),
+            SystemTime::now(),
             |_, _| {},
         ))
         .unwrap();
@@ -287,6 +288,7 @@ fn a_refresh_with_nothing_new_changes_nothing_and_a_new_configuration_rebuilds()
             &paths,
             config(),
             &RefreshOptions::default(),
+            SystemTime::now(),
             |_, _| {},
         ))
         .unwrap();
@@ -309,6 +311,7 @@ fn a_refresh_with_nothing_new_changes_nothing_and_a_new_configuration_rebuilds()
             &paths,
             Arc::clone(&other),
             &RefreshOptions::default(),
+            SystemTime::now(),
             |_, _| {},
         ))
         .unwrap();

@@ -188,10 +188,16 @@ pub fn refresh_with_progress(
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let rt = super::runtime()?;
-    let result = rt.block_on(rollup::refresh(paths, config, opts, |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    }));
+    let result = rt.block_on(rollup::refresh(
+        paths,
+        config,
+        opts,
+        SystemTime::now(),
+        |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    ));
     bar.finish_and_clear();
     result.with_context(|| format!("rollup of {} failed", paths.root().display()))
 }

@@ -259,13 +259,17 @@ struct NewFile {
 
 /// Brings the rollup tables up to date with the events. The caller must be the lake's only
 /// writer of rollups (the server's maintenance task or a command holding the lake lock).
-/// `progress` is told (done, total) new events after each step.
+/// `now` stamps the manifest and decides which grace periods are over; `progress` is told
+/// (done, total) new events after each step.
 pub async fn refresh(
     paths: &LakePaths,
     config: Arc<Config>,
     opts: &RefreshOptions,
+    now: SystemTime,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<RefreshReport> {
+    let now_s = unix_seconds(now);
+    let stamp = chrono::DateTime::<chrono::Utc>::from(now).to_rfc3339();
     let started = Instant::now();
     let fp = fingerprint(&config);
     let mut report = RefreshReport::default();
@@ -278,7 +282,7 @@ pub async fn refresh(
             if let Some(o) = other {
                 fresh.generation = o.generation;
                 fresh.retired = o.retired.clone();
-                let since = unix_now();
+                let since = now_s;
                 for f in o.live_files() {
                     fresh.retired.push(Retired {
                         path: f.to_owned(),
@@ -332,8 +336,8 @@ pub async fn refresh(
             step.push(f);
             let full = step_rows >= opts.step_events.max(1);
             if full || files.peek().is_none() {
-                run_step(paths, &config, &raw, &mut state, &step, &mut report).await?;
-                state.refreshed_at = chrono::Utc::now().to_rfc3339();
+                run_step(paths, &config, &raw, &mut state, &step, now_s, &mut report).await?;
+                state.refreshed_at = stamp.clone();
                 state.save(paths)?;
                 report.steps += 1;
                 done += step_rows;
@@ -343,17 +347,16 @@ pub async fn refresh(
             }
         }
     } else if report.rebuilt || Some(&state) != RollupState::load(paths)?.as_ref() {
-        state.refreshed_at = chrono::Utc::now().to_rfc3339();
+        state.refreshed_at = stamp.clone();
         state.save(paths)?;
     }
-    report.files_deleted = collect_garbage(paths, &mut state, opts.grace)?;
+    report.files_deleted = collect_garbage(paths, &mut state, opts.grace, now_s)?;
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
+fn unix_seconds(now: SystemTime) -> i64 {
+    now.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
@@ -366,8 +369,12 @@ fn footer_rows(path: &Path) -> Result<u64> {
 
 /// Deletes retired files past the grace period and files of the rollup tables that no
 /// manifest knows (left by a refresh that crashed before replacing the manifest).
-fn collect_garbage(paths: &LakePaths, state: &mut RollupState, grace: Duration) -> Result<usize> {
-    let now = unix_now();
+fn collect_garbage(
+    paths: &LakePaths,
+    state: &mut RollupState,
+    grace: Duration,
+    now: i64,
+) -> Result<usize> {
     let mut deleted = 0;
     let mut keep = Vec::new();
     for r in std::mem::take(&mut state.retired) {
@@ -467,6 +474,7 @@ async fn run_step(
     raw: &Engine,
     state: &mut RollupState,
     step: &[NewFile],
+    since: i64,
     report: &mut RefreshReport,
 ) -> Result<()> {
     let ctx = raw.context();
@@ -692,7 +700,6 @@ async fn run_step(
 
     state.generation += 1;
     let generation = state.generation;
-    let since = unix_now();
     for table in TABLES {
         let (schema, batches) = &fresh[table];
         let key = key_column(table);

@@ -116,7 +116,15 @@ async fn run(state: Weak<AppState>, opts: UpkeepOptions) {
                 grace: opts.grace,
                 ..RefreshOptions::default()
             };
-            match rollup::refresh(&s.paths, Arc::clone(&s.config), &ropts, |_, _| {}).await {
+            match rollup::refresh(
+                &s.paths,
+                Arc::clone(&s.config),
+                &ropts,
+                SystemTime::now(),
+                |_, _| {},
+            )
+            .await
+            {
                 Ok(r) => {
                     refreshed_at_generation = Some(generation);
                     backoff = Duration::ZERO;
