@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use chrono::{Duration, NaiveDate};
-use common::{Measured, measure, target_dir};
+use common::{Measured, close, measure, metric_totals as totals, target_dir};
 
 const KEY: &str = "benchmark-pseudonym-key-0123456789";
 
@@ -69,23 +69,6 @@ fn generate_and_ingest(
     );
     let _ = std::fs::remove_dir_all(&data);
     m
-}
-
-fn totals(json: &serde_json::Value) -> (f64, f64) {
-    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
-    let mut count = 0.0;
-    let mut value = 0.0;
-    for s in json["series"].as_array().into_iter().flatten() {
-        for p in s["points"].as_array().into_iter().flatten() {
-            count += num(p, "count");
-            value += num(p, "value");
-        }
-    }
-    (count, value)
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
 }
 
 fn get(addr: &str, path: &str) -> u16 {

@@ -18,29 +18,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{measure, target_dir};
-
-/// Sums of `count` and `value` over every point of a `metrics --format json` answer (or
-/// over the rows of `sla_breaches`, whose answer is a list of target instances).
-fn our_totals(json: &serde_json::Value) -> (f64, f64) {
-    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
-    if let Some(rows) = json.as_array() {
-        return (rows.len() as f64, 0.0);
-    }
-    let mut count = 0.0;
-    let mut value = 0.0;
-    for s in json["series"].as_array().into_iter().flatten() {
-        for p in s["points"].as_array().into_iter().flatten() {
-            count += num(p, "count");
-            value += num(p, "value");
-        }
-    }
-    (count, value)
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
-}
+use common::{close, measure, metric_totals as our_totals, target_dir};
 
 const METRICS: [&str; 13] = [
     "wait",

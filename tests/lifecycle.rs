@@ -29,13 +29,7 @@ fn shuffled_chunks(
             }
         }
     }
-    let mut s = seed | 1;
-    for i in (1..lines.len()).rev() {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        lines.swap(i, (s % (i as u64 + 1)) as usize);
-    }
+    common::shuffle(&mut lines, &mut common::xorshift(seed));
     let again: Vec<_> = lines.iter().step_by(dup).cloned().collect();
     lines.extend(again);
     std::fs::create_dir_all(out).unwrap();

@@ -134,13 +134,7 @@ proptest! {
         // A seeded permutation, then every n-th line delivered a second time, far from the
         // first copy.
         let mut lines = f.lines.clone();
-        let mut s = seed | 1;
-        for i in (1..lines.len()).rev() {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            lines.swap(i, (s % (i as u64 + 1)) as usize);
-        }
+        common::shuffle(&mut lines, &mut common::xorshift(seed));
         let again: Vec<_> = lines.iter().step_by(duplicate_every).cloned().collect();
         lines.extend(again);
         let dir = tempfile::tempdir().unwrap();

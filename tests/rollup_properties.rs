@@ -187,16 +187,8 @@ proptest! {
     ) {
         let f = fixture();
         let mut lines = f.lines.clone();
-        let mut s = seed | 1;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        for i in (1..lines.len()).rev() {
-            lines.swap(i, (next() % (i as u64 + 1)) as usize);
-        }
+        let mut next = common::xorshift(seed);
+        common::shuffle(&mut lines, &mut next);
         let again: Vec<_> = lines.iter().step_by(duplicate_every).cloned().collect();
         lines.extend(again);
         // Random cut points: chunks of uneven size.

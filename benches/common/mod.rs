@@ -56,3 +56,26 @@ pub fn target_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
+
+/// Sums of `count` and `value` over every point of a `metrics --format json` answer (or
+/// the row count of a list answer, as `sla --breaches` gives).
+pub fn metric_totals(json: &serde_json::Value) -> (f64, f64) {
+    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+    if let Some(rows) = json.as_array() {
+        return (rows.len() as f64, 0.0);
+    }
+    let mut count = 0.0;
+    let mut value = 0.0;
+    for s in json["series"].as_array().into_iter().flatten() {
+        for p in s["points"].as_array().into_iter().flatten() {
+            count += num(p, "count");
+            value += num(p, "value");
+        }
+    }
+    (count, value)
+}
+
+/// Equal up to floating-point summation order.
+pub fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}

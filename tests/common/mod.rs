@@ -175,3 +175,21 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[eol + 2 + n + 2..];
     }
 }
+
+/// A seeded xorshift generator: the same seed, the same numbers (for test orders).
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
+/// Shuffles in place (Fisher–Yates) with numbers from `next`.
+pub fn shuffle<T>(items: &mut [T], next: &mut impl FnMut() -> u64) {
+    for i in (1..items.len()).rev() {
+        items.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+}
