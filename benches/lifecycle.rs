@@ -9,18 +9,17 @@
 //! ```
 //! Environment: `SUPPORTLAKE_BENCH_DIR` (default `$CARGO_TARGET_DIR/bench`; the lake is
 //! built once into `year-lake`, a month at a time, so the generated input never takes more
-//! than a month of disk), `SUPPORTLAKE_BENCH_DAYS` (365), `SUPPORTLAKE_BENCH_PER_DAY`
+//! than a month of disk), `SUPPORTLAKE_BENCH_DAYS` (365), `SUPPORTLAKE_BENCH_END` (the last
+//! day, `YYYY-MM-DD`; default today, UTC, so the dashboards' default "last 7 days" is live
+//! data with "now" inside it), `SUPPORTLAKE_BENCH_PER_DAY`
 //! (conversations a day, 6 500 ≈ 140 k events), `SUPPORTLAKE_BIN` (default: the release
 //! binary), `SUPPORTLAKE_BENCH_RAW=0` skips our computation from raw events (it needs
 //! memory in proportion to the lake). Needs `python3 -m pip install duckdb`.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
 use chrono::{Duration, NaiveDate};
 use common::{Measured, close, measure, metric_totals as totals, target_dir};
@@ -71,22 +70,6 @@ fn generate_and_ingest(
     m
 }
 
-fn get(addr: &str, path: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    String::from_utf8_lossy(&out)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
 fn main() {
     let root_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let bin = std::env::var_os("SUPPORTLAKE_BIN")
@@ -103,9 +86,12 @@ fn main() {
     let days = env_num("SUPPORTLAKE_BENCH_DAYS", 365).max(2);
     let per_day = env_num("SUPPORTLAKE_BENCH_PER_DAY", 6_500);
     let config = root_dir.join("benches/metrics.toml");
-    let lake = root.join(format!("year-lake-v3-{days}d-{per_day}"));
-    let first = NaiveDate::from_ymd_opt(2025, 11, 1).unwrap();
-    let last_day = first + Duration::days(days as i64 - 1);
+    let last_day = std::env::var("SUPPORTLAKE_BENCH_END")
+        .ok()
+        .and_then(|d| d.parse::<NaiveDate>().ok())
+        .unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let first = last_day - Duration::days(days as i64 - 1);
+    let lake = root.join(format!("year-lake-v4-{first}-{days}d-{per_day}"));
 
     // 1. The lake: every day but the last, a month at a time.
     if !lake.join("events").is_dir() {
@@ -260,62 +246,35 @@ fn main() {
     let least = speedups.iter().cloned().fold(f64::INFINITY, f64::min);
     println!("rollups vs DuckDB from raw events: geomean {geomean:.1}× faster, least {least:.1}×");
 
-    // 5. The server, warm: dashboard pages and the metrics API over the rollups.
-    let mut server = Command::new(&bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--lake"])
-        .arg(&lake)
-        .arg("--config")
-        .arg(&config)
-        .env("SUPPORTLAKE_PSEUDONYM_KEY", KEY)
-        .env("SUPPORTLAKE_LOG", "error")
-        .env_remove("SUPPORTLAKE_TOKENS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("serve starts");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .to_owned();
+    // 5. The server: dashboard pages and the metrics API over the rollups.
+    let (server, addr) = common::start_server(&bin, &lake, Some(&config), &[], &[]);
+    // No range: the page's default, the last 7 days up to tomorrow — "now" inside it.
     let routes = [
-        format!("/dashboards/overview?from={week}&to={to}"),
+        "/dashboards/overview".to_string(),
+        "/dashboards/sla".to_string(),
+        "/dashboards/agents".to_string(),
+        "/dashboards/csat".to_string(),
         format!("/dashboards/overview?from={month}&to={to}"),
         format!("/dashboards/overview?from={first}&to={to}"),
         format!("/dashboards/sla?from={month}&to={to}"),
         format!("/api/v1/metrics/wait?from={month}&to={to}&interval=day&group_by=team"),
         format!("/api/v1/metrics/wait?from={first}&to={to}&interval=month&group_by=team"),
+        format!("/api/v1/metrics/sla?from={week}&to={to}&interval=day&group_by=team"),
+        format!(
+            "/api/v1/metrics/open_conversations?from={week}&to={to}&interval=day&group_by=team"
+        ),
+        format!("/api/v1/metrics/agent_activity?from={week}&to={to}&interval=day"),
+        "/api/v1/live".to_string(),
     ];
     println!(
-        "\n{:<64} {:>9} {:>9} {:>9} {:>6}",
-        "route (serve, rollups)", "cold ms", "p50 ms", "p99 ms", "status"
+        "\n{:<80} {:>9} {:>9} {:>9} {:>6}",
+        "route (serve, rollups)", "first ms", "p50 ms", "p99 ms", "status"
     );
     for route in &routes {
-        let t = Instant::now();
-        let code = get(&addr, route);
-        let cold = t.elapsed().as_secs_f64() * 1e3;
-        let mut times: Vec<f64> = (0..15)
-            .map(|_| {
-                let t = Instant::now();
-                get(&addr, route);
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        let q = |p: f64| times[((p * times.len() as f64) as usize).min(times.len() - 1)];
-        println!(
-            "{route:<64} {cold:>9.1} {:>9.1} {:>9.1} {code:>6}",
-            q(0.5),
-            q(0.99)
-        );
+        let (code, first, p50, p99) = common::latency(&addr, route, 15);
+        println!("{route:<80} {first:>9.1} {p50:>9.1} {p99:>9.1} {code:>6}");
     }
-    unsafe {
-        libc::kill(server.id() as i32, libc::SIGTERM);
-    }
-    let _ = server.wait();
+    common::stop_server(server);
 
     // 6. Last, as it needs memory in proportion to the lake: us from the raw events.
     if env_num("SUPPORTLAKE_BENCH_RAW", 1) == 1 {
@@ -337,7 +296,7 @@ fn main() {
 }
 
 /// The rollup tables' folders.
-fn supportlake_tables() -> [&'static str; 6] {
+fn supportlake_tables() -> [&'static str; 7] {
     [
         "conversations",
         "conversation_links",
@@ -345,5 +304,6 @@ fn supportlake_tables() -> [&'static str; 6] {
         "conversation_owners",
         "conversation_messages",
         "sla_targets",
+        "agent_status_intervals",
     ]
 }

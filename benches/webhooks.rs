@@ -11,10 +11,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use common::target_dir;
 use hmac::{Hmac, KeyInit, Mac};
@@ -46,26 +44,8 @@ fn ms(s: &str) -> f64 {
     num.parse::<f64>().unwrap_or(f64::NAN) * scale
 }
 
-fn get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-fn prom(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn run(
-    bin: &PathBuf,
+    bin: &Path,
     label: &'static str,
     extra: &[&str],
     script: &PathBuf,
@@ -73,29 +53,13 @@ fn run(
     conns: u64,
 ) -> Run {
     let lake = tempfile::tempdir().unwrap();
-    let mut server = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--lake"])
-        .arg(lake.path())
-        .args(extra)
-        .env(
-            "SUPPORTLAKE_PSEUDONYM_KEY",
-            "benchmark-pseudonym-key-0123456789",
-        )
-        .env("SUPPORTLAKE_WHATSAPP_APP_SECRET", SECRET)
-        .env("SUPPORTLAKE_LOG", "error")
-        .env_remove("SUPPORTLAKE_TOKENS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("serve starts");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .to_owned();
+    let (server, addr) = common::start_server(
+        bin,
+        lake.path(),
+        None,
+        extra,
+        &[("SUPPORTLAKE_WHATSAPP_APP_SECRET", SECRET)],
+    );
     let out = Command::new("wrk")
         .args([
             "-t2",
@@ -109,11 +73,8 @@ fn run(
         .output()
         .expect("wrk runs (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let metrics = get(&addr, "/metrics");
-    unsafe {
-        libc::kill(server.id() as i32, libc::SIGTERM);
-    }
-    let _ = server.wait();
+    let metrics = common::http_get(&addr, "/metrics");
+    common::stop_server(server);
     let field = |prefix: &str| {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()))
@@ -125,8 +86,8 @@ fn run(
         p50_ms: ms(&field("50%")),
         p99_ms: ms(&field("99%")),
         errors: field("Non-2xx or 3xx responses:").parse().unwrap_or(0),
-        syncs: prom(&metrics, "supportlake_wal_syncs_total"),
-        appends: prom(&metrics, "supportlake_wal_appends_total"),
+        syncs: common::prom(&metrics, "supportlake_wal_syncs_total"),
+        appends: common::prom(&metrics, "supportlake_wal_appends_total"),
     }
 }
 

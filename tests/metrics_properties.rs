@@ -241,3 +241,222 @@ fn business_seconds_over_a_holiday_are_zero() {
     );
     assert_eq!(r, [0.0, 9.0 * 3600.0]);
 }
+
+/// The fixture's lake, opened once (computed from the events: it has no rollups).
+fn fixture_engine() -> &'static (Engine, Arc<Config>) {
+    static E: std::sync::OnceLock<(Engine, Arc<Config>)> = std::sync::OnceLock::new();
+    E.get_or_init(|| {
+        let f = fixture();
+        let config = Arc::new(Config::from_toml_str(CONFIG, "test.toml").unwrap());
+        let engine = rt()
+            .block_on(Engine::open(
+                &LakePaths::new(f._dir.path().join("baseline")),
+                Arc::clone(&config),
+            ))
+            .unwrap();
+        (engine, config)
+    })
+}
+
+fn ts_sql(t: DateTime<Utc>) -> String {
+    format!(
+        "arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
+        t.timestamp_micros()
+    )
+}
+
+/// The backlog by the plain definition: every sample instant joined with every open stretch,
+/// the team in force read from the conversation's events. `(team, bucket start µs) → (open,
+/// waiting)`.
+fn backlog_by_definition(
+    engine: &Engine,
+    req: &MetricRequest,
+) -> std::collections::BTreeMap<(String, i64), (i64, i64)> {
+    let (from, to, now) = (ts_sql(req.from), ts_sql(req.to), ts_sql(req.now));
+    let (interval, tz) = (req.interval.to_string(), req.tz.name());
+    let sql = format!(
+        "WITH b AS (SELECT unnest(bucket_starts({from}, {to}, '{interval}', '{tz}')) AS bucket_start),
+         samples AS (
+           SELECT bucket_start, least(bucket_end(bucket_start, '{interval}', '{tz}'), {to}, {now}) AS at
+           FROM b WHERE bucket_start <= {now}),
+         open_at AS (
+           SELECT DISTINCT s.bucket_start, s.at, i.conversation_id
+           FROM samples s JOIN conversation_intervals i
+             ON i.open_from <= s.at AND (i.open_to IS NULL OR i.open_to > s.at)),
+         team_at AS (
+           SELECT o.bucket_start, o.conversation_id,
+                  last_value(e.team ORDER BY e.ts, e.kind_rank, e.event_id)
+                    FILTER (WHERE e.team IS NOT NULL) AS team
+           FROM open_at o JOIN conversation_events e ON e.conv = o.conversation_id AND e.ts <= o.at
+           GROUP BY 1, 2)
+         SELECT COALESCE(t.team, '') AS team,
+                CAST(o.bucket_start AS BIGINT) AS bucket,
+                count(*) AS open,
+                count(*) FILTER (WHERE c.queued_at <= o.at
+                  AND (c.first_response_at IS NULL OR c.first_response_at > o.at)) AS waiting
+         FROM open_at o
+         JOIN conversations c ON c.conversation_id = o.conversation_id
+         LEFT JOIN team_at t ON t.bucket_start = o.bucket_start AND t.conversation_id = o.conversation_id
+         GROUP BY 1, 2"
+    );
+    let (_, batches) = rt().block_on(engine.sql(&sql)).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for b in &batches {
+        let team = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        let team = team
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        let col = |i: usize| {
+            b.column(i)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap()
+                .clone()
+        };
+        let (bucket, open, waiting) = (col(1), col(2), col(3));
+        for r in 0..b.num_rows() {
+            out.insert(
+                (team.value(r).to_owned(), bucket.value(r)),
+                (open.value(r), waiting.value(r)),
+            );
+        }
+    }
+    out
+}
+
+fn request(
+    metric: Metric,
+    interval: Interval,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> MetricRequest {
+    MetricRequest {
+        metric,
+        from,
+        to,
+        interval,
+        group_by: Some(Dimension::Team),
+        tz: fixture_engine().1.timezone,
+        business_hours: false,
+        filters: Filters::default(),
+        now,
+        sla_metric: None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// `open_conversations` finds the samples of each stretch with `sample_buckets` and the
+    /// team in force with `conversation_owners`; the plain definition joins every sample
+    /// with every stretch and reads the team from the events. Same numbers.
+    #[test]
+    fn the_backlog_by_lookup_equals_the_backlog_by_definition(
+        start_min in 0i64..(3 * 24 * 60),
+        len_min in 1i64..(4 * 24 * 60),
+        now_min in 0i64..(5 * 24 * 60),
+        hourly in any::<bool>(),
+    ) {
+        let (engine, _) = fixture_engine();
+        let base: DateTime<Utc> = "2026-11-01T18:00:00Z".parse().unwrap();
+        let minutes = chrono::Duration::minutes;
+        let interval = if hourly { Interval::Hour } else { Interval::Day };
+        let req = request(
+            Metric::OpenConversations,
+            interval,
+            base + minutes(start_min),
+            base + minutes(start_min + len_min),
+            base + minutes(now_min),
+        );
+        let expected = backlog_by_definition(engine, &req);
+        let r = rt().block_on(metrics::run(engine, &req)).unwrap();
+        let mut got = std::collections::BTreeMap::new();
+        for s in &r.series {
+            for p in &s.points {
+                let metrics::rows::Detail::Open { waiting, .. } = &p.detail else {
+                    panic!("not a backlog point")
+                };
+                let Some(v) = p.value else { continue };
+                if v == 0.0 {
+                    continue;
+                }
+                let start = DateTime::parse_from_rfc3339(&p.start).unwrap().timestamp_micros();
+                got.insert(
+                    (s.group.clone().unwrap_or_default(), start),
+                    (v as i64, *waiting as i64),
+                );
+            }
+        }
+        prop_assert_eq!(got, expected);
+    }
+
+    /// Splitting a request at "now" (settled intervals kept by the server, the rest asked
+    /// again) gives the answer of one query.
+    #[test]
+    fn a_request_split_at_now_gives_the_same_answer(
+        start_min in 0i64..(2 * 24 * 60),
+        len_min in 60i64..(4 * 24 * 60),
+        now_frac in 0.0f64..1.2,
+        hourly in any::<bool>(),
+        activity in any::<bool>(),
+    ) {
+        let (engine, _) = fixture_engine();
+        let base: DateTime<Utc> = "2026-11-01T18:00:00Z".parse().unwrap();
+        let minutes = chrono::Duration::minutes;
+        let interval = if hourly { Interval::Hour } else { Interval::Day };
+        let metric = if activity { Metric::AgentActivity } else { Metric::OpenConversations };
+        let from = base + minutes(start_min);
+        let req = request(
+            metric,
+            interval,
+            from,
+            from + minutes(len_min),
+            from + minutes((len_min as f64 * now_frac) as i64),
+        );
+        let whole = rt().block_on(metrics::run(engine, &req)).unwrap();
+        let split = rt().block_on(metrics::run_split(engine, &req)).unwrap();
+        prop_assert_eq!(serde_json::to_string(&split).unwrap(), serde_json::to_string(&whole).unwrap());
+    }
+}
+
+#[test]
+fn only_metrics_that_read_now_key_their_answers_by_it() {
+    let reading: Vec<&str> = Metric::ALL
+        .iter()
+        .filter(|m| m.reads_now())
+        .map(|m| m.as_str())
+        .collect();
+    assert_eq!(reading, ["open_conversations", "sla", "agent_activity"]);
+    let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    let at = |metric, now| {
+        request(
+            metric,
+            Interval::Day,
+            t("2026-11-02T03:00:00Z"),
+            t("2026-11-05T03:00:00Z"),
+            t(now),
+        )
+        .cache_key()
+    };
+    // wait does not read now: one answer whenever it is asked.
+    assert_eq!(
+        at(Metric::Wait, "2026-11-03T10:00:00Z"),
+        at(Metric::Wait, "2026-11-04T10:00:00Z")
+    );
+    // sla does; so does the backlog while the range is still running …
+    assert_ne!(
+        at(Metric::Sla, "2026-11-06T10:00:00Z"),
+        at(Metric::Sla, "2026-11-07T10:00:00Z")
+    );
+    assert_ne!(
+        at(Metric::OpenConversations, "2026-11-03T10:00:00Z"),
+        at(Metric::OpenConversations, "2026-11-03T10:00:01Z")
+    );
+    // … but not once it has ended.
+    assert_eq!(
+        at(Metric::OpenConversations, "2026-11-06T10:00:00Z"),
+        at(Metric::OpenConversations, "2026-11-07T10:00:00Z")
+    );
+}

@@ -69,6 +69,7 @@ fn tables(engine: &Engine) -> Vec<String> {
     let rt = rt();
     rollup::TABLES
         .iter()
+        .chain([&rollup::AGENT_STATUS])
         .map(|t| {
             let (schema, _) = rt
                 .block_on(engine.sql(&format!("SELECT * FROM {t} LIMIT 0")))

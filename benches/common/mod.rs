@@ -79,3 +79,112 @@ pub fn metric_totals(json: &serde_json::Value) -> (f64, f64) {
 pub fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
 }
+
+/// One HTTP/1.1 GET on a new connection: the whole response, head and body.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a response read by [`http_get`].
+pub fn status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A value of the server's Prometheus text (`/metrics`).
+pub fn prom(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Starts `supportlake serve` on a free loopback port over `lake` (no tokens) and answers
+/// the process and its address once its first rollup refresh is done, so timings do not
+/// share the machine with it.
+pub fn start_server(
+    bin: &Path,
+    lake: &Path,
+    config: Option<&Path>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--lake"])
+        .arg(lake)
+        .args(extra);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut server = cmd
+        .env(
+            "SUPPORTLAKE_PSEUDONYM_KEY",
+            "benchmark-pseudonym-key-0123456789",
+        )
+        .env("SUPPORTLAKE_LOG", "error")
+        .env_remove("SUPPORTLAKE_TOKENS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("the address line");
+    let addr = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .to_owned();
+    for _ in 0..2400 {
+        if prom(
+            &http_get(&addr, "/metrics"),
+            "supportlake_rollup_refreshes_total",
+        ) >= 1.0
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    (server, addr)
+}
+
+/// Stops a server started by [`start_server`] (SIGTERM: it flushes and exits).
+pub fn stop_server(mut server: std::process::Child) {
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGTERM);
+    }
+    let _ = server.wait();
+}
+
+/// Latency of a route: the first request, then p50 and p99 of `repeat` more, in ms.
+pub fn latency(addr: &str, route: &str, repeat: usize) -> (u16, f64, f64, f64) {
+    let t = Instant::now();
+    let code = status(&http_get(addr, route));
+    let first = t.elapsed().as_secs_f64() * 1e3;
+    let mut times: Vec<f64> = (0..repeat.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            http_get(addr, route);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let q = |p: f64| times[((p * times.len() as f64) as usize).min(times.len() - 1)];
+    (code, first, q(0.5), q(0.99))
+}

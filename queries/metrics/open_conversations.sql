@@ -18,34 +18,48 @@ samples AS (
   FROM b
   WHERE bucket_start <= $now
 ),
+-- Which samples fall in a stretch is looked up with `sample_buckets` (the buckets whose
+-- sample instant lies in [open_from, open_to)) and then checked again here; the static
+-- bounds (open_from <= $to, ending after the earliest sample) follow from that check and
+-- let the scans skip files of long-closed conversations.
 open_at AS (
-  SELECT DISTINCT s.bucket_start, s.bucket_end, s.at, i.conversation_id
-  FROM samples s JOIN conversation_intervals i
-    ON i.open_from <= s.at AND (i.open_to IS NULL OR i.open_to > s.at)
+  SELECT DISTINCT s.bucket_start, s.bucket_end, s.at, i.conversation_id,
+         i.queued_at, i.assigned_at, i.first_response_at, i.channel, i.inbox, i.priority
+  FROM (
+    SELECT *, unnest(sample_buckets(open_from, open_to, $from, $to, $interval, $tz, $now)) AS bucket
+    FROM conversation_intervals
+    WHERE open_from <= $to AND (open_to IS NULL OR open_to > least($from, $now))
+      AND cardinality(sample_buckets(open_from, open_to, $from, $to, $interval, $tz, $now)) > 0
+  ) i
+  JOIN samples s ON s.bucket_start = i.bucket
+  WHERE i.open_from <= s.at AND (i.open_to IS NULL OR i.open_to > s.at)
 ),
-in_force AS (
-  SELECT o.conversation_id, o.at,
-         last_value(w.team ORDER BY w.ts, w.kind_rank, w.event_id) FILTER (WHERE w.team IS NOT NULL) AS team,
-         NULLIF(last_value(w.agent_in_force ORDER BY w.ts, w.kind_rank, w.event_id)
-           FILTER (WHERE w.agent_in_force IS NOT NULL), '') AS agent
-  FROM open_at o JOIN conversation_owners w
-    ON w.conversation_id = o.conversation_id AND w.ts <= o.at
-  GROUP BY o.conversation_id, o.at
+-- The team and agent in force at a sample: the owners row with ts <= at < valid_to (there
+-- is at most one, see `conversation_owners`), found the same way.
+owners_at AS (
+  SELECT s.at, w.conversation_id, w.team, NULLIF(w.agent_in_force, '') AS agent
+  FROM (
+    SELECT *, unnest(sample_buckets(ts, valid_to, $from, $to, $interval, $tz, $now)) AS bucket
+    FROM conversation_owners
+    WHERE ts <= $to AND (valid_to IS NULL OR valid_to > least($from, $now))
+      AND cardinality(sample_buckets(ts, valid_to, $from, $to, $interval, $tz, $now)) > 0
+  ) w
+  JOIN samples s ON s.bucket_start = w.bucket
+  WHERE w.ts <= s.at AND (w.valid_to IS NULL OR w.valid_to > s.at)
 ),
 x AS (
-  SELECT o.bucket_start, o.bucket_end, o.at, f.team, f.agent, c.channel, c.inbox, c.priority,
-         c.queued_at IS NOT NULL AND c.queued_at <= o.at
-           AND (c.first_response_at IS NULL OR c.first_response_at > o.at) AS waiting,
-         c.queued_at IS NOT NULL AND c.queued_at <= o.at
-           AND (c.assigned_at IS NULL OR c.assigned_at > o.at) AS unassigned,
-         seconds_between(c.queued_at, o.at) AS waited_s
+  SELECT o.bucket_start, o.bucket_end, o.at, f.team, f.agent, o.channel, o.inbox, o.priority,
+         o.queued_at IS NOT NULL AND o.queued_at <= o.at
+           AND (o.first_response_at IS NULL OR o.first_response_at > o.at) AS waiting,
+         o.queued_at IS NOT NULL AND o.queued_at <= o.at
+           AND (o.assigned_at IS NULL OR o.assigned_at > o.at) AS unassigned,
+         seconds_between(o.queued_at, o.at) AS waited_s
   FROM open_at o
-  JOIN conversations c ON c.conversation_id = o.conversation_id
-  LEFT JOIN in_force f ON f.conversation_id = o.conversation_id AND f.at = o.at
+  LEFT JOIN owners_at f ON f.conversation_id = o.conversation_id AND f.at = o.at
 )
-SELECT CASE $group_by
-         WHEN 'team' THEN team WHEN 'agent' THEN agent WHEN 'channel' THEN channel
-         WHEN 'inbox' THEN inbox WHEN 'priority' THEN priority ELSE 'all' END AS grp,
+SELECT CASE WHEN $group_by = 'team' THEN team WHEN $group_by = 'agent' THEN agent
+            WHEN $group_by = 'channel' THEN channel WHEN $group_by = 'inbox' THEN inbox
+            WHEN $group_by = 'priority' THEN priority ELSE 'all' END AS grp,
        bucket_start, bucket_end,
        count(*) AS value,
        count(*) FILTER (WHERE waiting) AS waiting,

@@ -16,9 +16,9 @@ WITH x AS (
   FROM conversations
   WHERE first_response_at >= $from AND first_response_at < $to AND queued_at IS NOT NULL
 )
-SELECT CASE $group_by
-           WHEN 'team' THEN team WHEN 'agent' THEN agent WHEN 'channel' THEN channel
-           WHEN 'inbox' THEN inbox WHEN 'priority' THEN priority ELSE 'all' END AS grp,
+SELECT CASE WHEN $group_by = 'team' THEN team WHEN $group_by = 'agent' THEN agent
+            WHEN $group_by = 'channel' THEN channel WHEN $group_by = 'inbox' THEN inbox
+            WHEN $group_by = 'priority' THEN priority ELSE 'all' END AS grp,
        bucket_start(at, $interval, $tz) AS bucket_start,
        bucket_end(at, $interval, $tz) AS bucket_end,
        count(v) AS count,

@@ -14,6 +14,8 @@
 -- * closed_at: when the conversation was resolved without the target being satisfied (the
 --   customer left); such a target was breached if it was already due, else it is
 --   `cancelled`.
+-- * channel, inbox, priority, started_at, outcome: the conversation's (as in
+--   `conversations`), so the SLA metrics read this table alone.
 -- The state (achieved / breached / active / active_breached / cancelled) depends on "now"
 -- and is computed by the `sla` metric, never stored.
 WITH c AS (
@@ -25,13 +27,15 @@ targets AS (
   SELECT c.conversation_id, p.name AS policy, 'first_response' AS metric,
          p.first_response_s AS target_s, p.calendar,
          c.queued_at AS applied_at, c.first_response_at AS satisfied_at, c.resolved_at AS closed_at,
-         c.team_first_response AS team, c.agent_first_response AS agent
+         c.team_first_response AS team, c.agent_first_response AS agent,
+         c.channel, c.inbox, c.priority, c.started_at, c.outcome
   FROM c JOIN sla_policies p ON c.policy = p.name
   WHERE p.first_response_s IS NOT NULL
   UNION ALL
   SELECT c.conversation_id, p.name, 'resolution', p.resolution_s, p.calendar,
          c.queued_at, c.resolved_at, arrow_cast(NULL, 'Timestamp(Microsecond, Some("UTC"))'),
-         c.team_resolved, c.agent_resolved
+         c.team_resolved, c.agent_resolved,
+         c.channel, c.inbox, c.priority, c.started_at, c.outcome
   FROM c JOIN sla_policies p ON c.policy = p.name
   WHERE p.resolution_s IS NOT NULL
 ),
@@ -51,7 +55,8 @@ next_response AS (
   SELECT c.conversation_id, p.name AS policy, 'next_response' AS metric,
          p.next_response_s AS target_s, p.calendar,
          t.ts AS applied_at, t.next_reply_at AS satisfied_at, c.resolved_at AS closed_at,
-         c.team_resolved AS team, c.agent_resolved AS agent
+         c.team_resolved AS team, c.agent_resolved AS agent,
+         c.channel, c.inbox, c.priority, c.started_at, c.outcome
   FROM turns t
   JOIN c ON t.conv = c.conversation_id
   JOIN sla_policies p ON c.policy = p.name
@@ -60,7 +65,8 @@ next_response AS (
     AND t.ts > c.first_response_at
     AND (c.resolved_at IS NULL OR t.ts < c.resolved_at)
 )
-SELECT conversation_id, policy, metric, target_s, calendar, applied_at,
-       business_add(applied_at, target_s, COALESCE(calendar, '24x7')) AS due_at,
-       satisfied_at, closed_at, team, agent
-FROM (SELECT * FROM targets UNION ALL SELECT * FROM next_response)
+SELECT t.conversation_id, t.policy, t.metric, t.target_s, t.calendar, t.applied_at,
+       business_add(t.applied_at, t.target_s, COALESCE(t.calendar, '24x7')) AS due_at,
+       t.satisfied_at, t.closed_at, t.team, t.agent,
+       t.channel, t.inbox, t.priority, t.started_at, t.outcome
+FROM (SELECT * FROM targets UNION ALL SELECT * FROM next_response) t

@@ -177,6 +177,7 @@ pub const RETENTION_TABLES: &[&str] = &[
     "conversation_links",
     "conversation_owners",
     "conversation_messages",
+    "agent_status_intervals",
 ];
 
 /// The `[retention]` section. A table (or the quarantine) not named here is kept for good.

@@ -594,7 +594,7 @@ fn retention_refuses_the_wal_the_audit_log_and_partial_days() {
     );
     assert_eq!(
         all[3],
-        "config.toml:5:1: retention.messages: unknown key (known keys here: events, conversations, sla_targets, conversation_intervals, conversation_links, conversation_owners, conversation_messages, rejected)"
+        "config.toml:5:1: retention.messages: unknown key (known keys here: events, conversations, sla_targets, conversation_intervals, conversation_links, conversation_owners, conversation_messages, agent_status_intervals, rejected)"
     );
     assert_eq!(
         problem("[retention]\nevents = \"0d\"\n"),

@@ -52,6 +52,11 @@ pub struct RollupState {
     /// Table → its files, relative to the lake root.
     pub tables: BTreeMap<String, Vec<String>>,
     pub retired: Vec<Retired>,
+    /// Content hashes of the partitions of tables that are recomputed whole
+    /// (`agent_status_intervals`), by `table/date=D`: a refresh rewrites only the
+    /// partitions whose content changed.
+    #[serde(default)]
+    pub content: BTreeMap<String, String>,
 }
 
 impl RollupState {

@@ -129,6 +129,24 @@ impl Metric {
             .unwrap_or_default()
     }
 
+    /// Whether the answer depends on "now" besides the lake and the range: the query reads
+    /// the `$now` parameter (SLA states, the current backlog, agents' current status).
+    pub fn reads_now(self) -> bool {
+        catalog::metric_sql(self.as_str()).is_none_or(|sql| {
+            sql.lines()
+                .map(|l| l.split("--").next().unwrap_or(""))
+                .any(|code| code.contains("$now"))
+        })
+    }
+
+    /// Whether an interval that ended by "now" has an answer no later "now" changes (while
+    /// the lake stays the same): the backlog sampled at its end, agents' time clipped to
+    /// it. Not so for `sla`, where a target counted in a past interval as `active` moves
+    /// to its due time once that passes.
+    pub fn settles(self) -> bool {
+        matches!(self, Metric::OpenConversations | Metric::AgentActivity)
+    }
+
     /// Whether `--business-hours` changes the numbers.
     pub fn has_business_form(self) -> bool {
         matches!(
@@ -227,6 +245,56 @@ pub struct MetricRequest {
     pub sla_metric: Option<String>,
 }
 
+impl MetricRequest {
+    /// For a metric that [settles](Metric::settles), asked over a range that runs past
+    /// "now": the same question over the intervals that ended by now — asked with "now" at
+    /// their end, so its answer stays valid and can be kept — and over the rest (the
+    /// interval holding now onwards). `None` when there is no completed interval to split
+    /// off.
+    pub fn split_at_now(&self) -> Option<(MetricRequest, MetricRequest)> {
+        if !self.metric.settles() || self.now >= self.to {
+            return None;
+        }
+        let cut = self.interval.start_of(self.now.timestamp_micros(), self.tz);
+        let cut = DateTime::<Utc>::from_timestamp_micros(cut)?;
+        if cut <= self.from {
+            return None;
+        }
+        let mut settled = self.clone();
+        settled.to = cut;
+        settled.now = cut;
+        let mut rest = self.clone();
+        rest.from = cut;
+        Some((settled, rest))
+    }
+
+    /// Names this question's answer for one state of the lake: two requests with the same
+    /// key get the same answer from the same files. "Now" is part of it only for metrics
+    /// that read it, and not for a metric that settles asked about a range that ended by
+    /// now.
+    pub fn cache_key(&self) -> String {
+        let settled = self.metric.settles() && self.now >= self.to;
+        let now = if self.metric.reads_now() && !settled {
+            self.now.timestamp_micros().to_string()
+        } else {
+            String::new()
+        };
+        format!(
+            "{}|{}|{}|{}|{:?}|{}|{}|{:?}|{}|{:?}",
+            self.metric.as_str(),
+            self.from.timestamp_micros(),
+            self.to.timestamp_micros(),
+            self.interval,
+            self.group_by,
+            self.tz.name(),
+            self.business_hours,
+            self.filters,
+            now,
+            self.sla_metric,
+        )
+    }
+}
+
 /// The most buckets one request may ask for (an hourly series over a year is 8 760).
 pub const MAX_BUCKETS: usize = 20_000;
 
@@ -312,14 +380,37 @@ fn params(req: &MetricRequest) -> ParamValues {
 /// Runs a metric and shapes its rows into series, one point per bucket for every group
 /// (buckets without data are present, with zero counts and no value).
 pub async fn run(engine: &Engine, req: &MetricRequest) -> Result<MetricResult> {
+    check(req)?;
+    let batches = query_rows(engine, req).await?;
+    shape(req, &batches)
+}
+
+/// [`run`] in two queries when the request splits at "now" ([`MetricRequest::split_at_now`]):
+/// the rows of the settled intervals and of the rest, shaped together. The same answer as
+/// [`run`]; the server keeps the settled rows between requests.
+pub async fn run_split(engine: &Engine, req: &MetricRequest) -> Result<MetricResult> {
+    check(req)?;
+    let Some((settled, rest)) = req.split_at_now() else {
+        return run(engine, req).await;
+    };
+    let mut batches = query_rows(engine, &settled).await?;
+    batches.extend(query_rows(engine, &rest).await?);
+    shape(req, &batches)
+}
+
+/// Refuses requests that cannot be answered: an empty range, too many buckets.
+pub fn check(req: &MetricRequest) -> Result<()> {
     if req.from >= req.to {
         return Err(MetricError::EmptyRange {
             from: req.from.to_rfc3339(),
             to: req.to.to_rfc3339(),
         });
     }
-    let (from, to) = (req.from.timestamp_micros(), req.to.timestamp_micros());
-    let buckets = req.interval.starts(from, to, req.tz);
+    let buckets = req.interval.starts(
+        req.from.timestamp_micros(),
+        req.to.timestamp_micros(),
+        req.tz,
+    );
     if buckets.len() >= MAX_BUCKETS {
         return Err(MetricError::TooManyBuckets {
             from: req.from.to_rfc3339(),
@@ -328,10 +419,23 @@ pub async fn run(engine: &Engine, req: &MetricRequest) -> Result<MetricResult> {
             max: MAX_BUCKETS,
         });
     }
+    Ok(())
+}
+
+/// The rows of the metric's query (one per group and bucket), unshaped.
+pub async fn query_rows(engine: &Engine, req: &MetricRequest) -> Result<Vec<RecordBatch>> {
     let sql = catalog::metric_sql(req.metric.as_str())
         .ok_or_else(|| MetricError::Unknown(req.metric.as_str().to_owned()))?;
-    let (_, batches) = engine.sql_with_params(sql, params(req)).await?;
-    let series = rows::series(req.metric, req.metric.kind(), &batches, &buckets, req)?;
+    Ok(engine.sql_with_params(sql, params(req)).await?.1)
+}
+
+/// Shapes a metric's rows into the answer of `req`: one series per group, one point per
+/// bucket of the range. Rows may come in any order and from several queries over
+/// disjoint buckets.
+pub fn shape(req: &MetricRequest, batches: &[RecordBatch]) -> Result<MetricResult> {
+    let (from, to) = (req.from.timestamp_micros(), req.to.timestamp_micros());
+    let buckets = req.interval.starts(from, to, req.tz);
+    let series = rows::series(req.metric, req.metric.kind(), batches, &buckets, req)?;
     Ok(MetricResult {
         metric: req.metric.as_str(),
         unit: req.metric.unit(),

@@ -32,6 +32,8 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::config::Config;
@@ -92,14 +94,37 @@ pub enum Rollups {
     Never,
 }
 
-/// A new session with the lake's object store.
-fn new_context() -> SessionContext {
+/// A new session with the lake's object store, on `runtime` when given (see
+/// [`shared_runtime`]) or on a runtime of its own.
+fn new_context(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
     let session = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema("supportlake", "public");
-    let ctx = SessionContext::new_with_config(session);
-    store::install(ctx.runtime_env().as_ref());
-    ctx
+    match runtime {
+        Some(rt) => SessionContext::new_with_config_rt(session, rt),
+        None => {
+            let ctx = SessionContext::new_with_config(session);
+            store::install(ctx.runtime_env().as_ref());
+            ctx
+        }
+    }
+}
+
+/// A runtime for the successive sessions of a long-running process (the server reopens
+/// its session whenever the lake changes): the Parquet footers and file statistics it
+/// reads stay cached from one session to the next (keyed by path, size and modification
+/// time, so a rewritten file is read again), while directory listings are never cached —
+/// every session lists the lake as it is.
+pub fn shared_runtime() -> Result<Arc<RuntimeEnv>> {
+    let caches = CacheManagerConfig::default()
+        .with_list_files_cache_limit(0)
+        .with_metadata_cache_limit(256 << 20)
+        .with_file_statistics_cache_limit(64 << 20);
+    let rt = RuntimeEnvBuilder::new()
+        .with_cache_manager(caches)
+        .build_arc()?;
+    store::install(rt.as_ref());
+    Ok(rt)
 }
 
 impl Engine {
@@ -115,7 +140,17 @@ impl Engine {
         config: Arc<Config>,
         rollups: Rollups,
     ) -> Result<Self> {
-        let ctx = new_context();
+        Self::open_in(paths, config, rollups, None).await
+    }
+
+    /// [`Engine::open_with`] on a given runtime (see [`shared_runtime`]).
+    pub async fn open_in(
+        paths: &LakePaths,
+        config: Arc<Config>,
+        rollups: Rollups,
+        runtime: Option<Arc<RuntimeEnv>>,
+    ) -> Result<Self> {
+        let ctx = new_context(runtime);
         register_events(&ctx, paths).await?;
         let state = match rollups {
             Rollups::Never => None,
@@ -133,7 +168,7 @@ impl Engine {
         events: Arc<dyn datafusion::catalog::TableProvider>,
         config: Arc<Config>,
     ) -> Result<Self> {
-        let ctx = new_context();
+        let ctx = new_context(None);
         ctx.register_table(EVENTS, events)?;
         Self::finish(ctx, config, None).await
     }
@@ -154,7 +189,7 @@ impl Engine {
                 .await
                 .map_err(|source| QueryError::View { name, source })?;
             if let Some((paths, state)) = rollup
-                && rollup::TABLES.contains(&name)
+                && rollup::is_materialized(name)
             {
                 let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
                 let table = rollup::table_provider(&ctx, paths, state, name, schema).await?;
@@ -188,10 +223,7 @@ impl Engine {
 
     /// Runs one SQL statement and collects the result.
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let df = self.ctx.sql(sql).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        Ok((schema, batches))
+        collect(self.ctx.sql(sql).await?).await
     }
 
     /// Runs one SQL statement with named parameters (`$name`) bound to values.
@@ -200,11 +232,37 @@ impl Engine {
         sql: &str,
         params: ParamValues,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let started = std::time::Instant::now();
         let df = self.ctx.sql(sql).await?.with_param_values(params)?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        Ok((schema, batches))
+        tracing::trace!(
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "parsed and planned (logical)"
+        );
+        collect(df).await
     }
+}
+
+/// Runs a planned query to the end.
+async fn collect(df: datafusion::prelude::DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return Ok((schema, df.collect().await?));
+    }
+    // At trace level: the executed plan with its per-operator metrics (rows, time), to
+    // see where a slow query spends it.
+    let started = std::time::Instant::now();
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await?;
+    let planned = started.elapsed();
+    let batches = datafusion::physical_plan::collect(Arc::clone(&plan), task).await?;
+    tracing::trace!(
+        planned_ms = planned.as_secs_f64() * 1e3,
+        total_ms = started.elapsed().as_secs_f64() * 1e3,
+        "executed plan:\n{}",
+        datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref())
+            .indent(true)
+    );
+    Ok((schema, batches))
 }
 
 fn micros(d: std::time::Duration) -> i64 {
@@ -284,7 +342,8 @@ async fn register_events(ctx: &SessionContext, paths: &LakePaths) -> Result<()> 
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(event::schema());
-    let table = ListingTable::try_new(config)?;
+    let table = ListingTable::try_new(config)?
+        .with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache());
     ctx.register_table(EVENTS, Arc::new(table))?;
     Ok(())
 }

@@ -73,6 +73,17 @@ pub const TABLES: [&str; 6] = [
     "sla_targets",
 ];
 
+/// The materialized table that is not per conversation: each agent's status stretches,
+/// from the `agent_status` events. It is small (a row per status change), so a refresh that
+/// sees new status events recomputes it whole and rewrites the partitions (UTC day of
+/// `from_ts`) whose content changed.
+pub const AGENT_STATUS: &str = "agent_status_intervals";
+
+/// Whether a view is read from the rollups when they are usable.
+pub fn is_materialized(view: &str) -> bool {
+    TABLES.contains(&view) || view == AGENT_STATUS
+}
+
 /// The column naming the conversation a row belongs to.
 fn key_column(table: &str) -> &'static str {
     if table == "conversation_links" {
@@ -195,7 +206,7 @@ pub(crate) async fn table_provider(
 
 /// A listing table over explicit files (relative to `root`), no partition columns.
 async fn files_table(
-    _ctx: &SessionContext,
+    ctx: &SessionContext,
     root: &Path,
     files: &[String],
     schema: SchemaRef,
@@ -211,7 +222,9 @@ async fn files_table(
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    Ok(Arc::new(ListingTable::try_new(config)?.with_cache(
+        ctx.runtime_env().cache_manager.get_file_statistic_cache(),
+    )))
 }
 
 /// Tunables of a refresh.
@@ -327,6 +340,12 @@ pub async fn refresh(
 
     if !new_files.is_empty() {
         let raw = Engine::open_with(paths, Arc::clone(&config), super::Rollups::Never).await?;
+        let rel: Vec<String> = new_files
+            .iter()
+            .map(|f| format!("events/{}/{}", f.partition, f.name))
+            .collect();
+        let statuses_changed =
+            report.rebuilt || has_agent_status(raw.context(), paths, &rel).await?;
         let mut done = 0;
         let mut step: Vec<NewFile> = Vec::new();
         let mut step_rows = 0;
@@ -345,6 +364,18 @@ pub async fn refresh(
                 step.clear();
                 step_rows = 0;
             }
+        }
+        if statuses_changed {
+            let t = Instant::now();
+            let written = refresh_agent_status(paths, &raw, &mut state, now_s).await?;
+            report.files_written += written;
+            state.refreshed_at = stamp.clone();
+            state.save(paths)?;
+            debug!(
+                files = written,
+                seconds = t.elapsed().as_secs_f64(),
+                "agent status stretches recomputed"
+            );
         }
     } else if report.rebuilt || Some(&state) != RollupState::load(paths)?.as_ref() {
         state.refreshed_at = stamp.clone();
@@ -396,7 +427,7 @@ fn collect_garbage(
         .map(str::to_owned)
         .chain(state.retired.iter().map(|r| r.path.clone()))
         .collect();
-    for table in TABLES {
+    for table in TABLES.iter().chain([&AGENT_STATUS]) {
         for dir in list_dir(&paths.table(table))? {
             if !dir.is_dir() {
                 continue;
@@ -416,6 +447,124 @@ fn collect_garbage(
     }
     state.save(paths)?;
     Ok(deleted)
+}
+
+/// Whether any of the events files (relative to the lake root) holds an agent status event.
+async fn has_agent_status(ctx: &SessionContext, paths: &LakePaths, rel: &[String]) -> Result<bool> {
+    let table = files_table(ctx, paths.root(), rel, crate::event::schema()).await?;
+    ctx.register_table("_rollup_status", table)?;
+    let found = ctx
+        .sql("SELECT 1 FROM _rollup_status WHERE kind = 'agent_status' LIMIT 1")
+        .await;
+    let found = match found {
+        Ok(df) => df.collect().await,
+        Err(e) => Err(e),
+    };
+    ctx.deregister_table("_rollup_status")?;
+    Ok(found?.iter().any(|b| b.num_rows() > 0))
+}
+
+/// Recomputes [`AGENT_STATUS`] from every event and replaces the partitions whose content
+/// changed. Partitions older than the oldest events partition are history (retention took
+/// their events) and stay as they are. Returns the number of files written.
+async fn refresh_agent_status(
+    paths: &LakePaths,
+    raw: &Engine,
+    state: &mut RollupState,
+    since: i64,
+) -> Result<usize> {
+    // A fixed row order, so equal content hashes equal.
+    let (schema, batches) = raw
+        .sql(&format!(
+            "SELECT * FROM {AGENT_STATUS} ORDER BY from_ts, agent_id, to_ts, status, reason"
+        ))
+        .await?;
+    let schema = plain_schema(&schema);
+    let mut by_day: BTreeMap<i32, Vec<RecordBatch>> = BTreeMap::new();
+    for b in batches.iter().filter(|b| b.num_rows() > 0) {
+        let b = plain_batch(b, &schema)?;
+        let from = column(&b, "from_ts")?
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .ok_or_else(|| RollupError::Invalid("from_ts is not a timestamp".into()))?
+            .clone();
+        let mut idx: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+        for i in 0..b.num_rows() {
+            idx.entry(utc_day(from.value(i)))
+                .or_default()
+                .push(i as u32);
+        }
+        for (d, rows) in idx {
+            let taken =
+                arrow::compute::take_record_batch(&b, &arrow::array::UInt32Array::from(rows))?;
+            by_day.entry(d).or_default().push(taken);
+        }
+    }
+    let converter = arrow::row::RowConverter::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| arrow::row::SortField::new(f.data_type().clone()))
+            .collect(),
+    )?;
+    let mut hashes: BTreeMap<i32, String> = BTreeMap::new();
+    for (day, bs) in &by_day {
+        let mut h = twox_hash::XxHash3_128::new();
+        for b in bs {
+            let rows = converter.convert_columns(b.columns())?;
+            for r in rows.iter() {
+                let bytes: &[u8] = r.as_ref();
+                h.write(&(bytes.len() as u64).to_le_bytes());
+                h.write(bytes);
+            }
+        }
+        hashes.insert(*day, format!("{:032x}", h.finish_128()));
+    }
+
+    let oldest_events = state
+        .processed
+        .keys()
+        .filter_map(|p| PartitionDate::parse_dir_name(p))
+        .min();
+    let files = state.tables.remove(AGENT_STATUS).unwrap_or_default();
+    let mut current: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for f in files {
+        current.entry(partition_of(&f)?.0).or_default().push(f);
+    }
+    let days: BTreeSet<i32> = current.keys().chain(by_day.keys()).copied().collect();
+    let generation = state.generation + 1;
+    let mut written = 0;
+    let mut kept: Vec<String> = Vec::new();
+    for day in days {
+        let d = PartitionDate(day);
+        let prefix = format!("{AGENT_STATUS}/{}", d.dir_name());
+        let old = current.remove(&day).unwrap_or_default();
+        let frozen = oldest_events.is_some_and(|o| d < o);
+        let unchanged = !old.is_empty() && state.content.get(&prefix) == hashes.get(&day);
+        if frozen || unchanged {
+            kept.extend(old);
+            continue;
+        }
+        for rel in old {
+            state.retired.push(Retired { path: rel, since });
+        }
+        state.content.remove(&prefix);
+        if let (Some(bs), Some(h)) = (by_day.get(&day), hashes.get(&day)) {
+            let rel = format!("{prefix}/{generation:020}.parquet");
+            write_batches_file(&paths.root().join(&rel), Arc::clone(&schema), bs)?;
+            written += 1;
+            kept.push(rel);
+            state.content.insert(prefix, h.clone());
+        }
+    }
+    kept.sort();
+    if written > 0 {
+        state.generation = generation;
+    }
+    if !kept.is_empty() {
+        state.tables.insert(AGENT_STATUS.to_owned(), kept);
+    }
+    Ok(written)
 }
 
 /// A one-column table of keys for semi joins.

@@ -10,6 +10,7 @@
 //! | `bucket_start(ts, interval, tz)` | start of the hour/day/week/month holding `ts`, in time zone `tz` |
 //! | `bucket_end(ts, interval, tz)` | end of that bucket (start of the next) |
 //! | `bucket_starts(from, to, interval, tz)` | list of the bucket starts covering `[from, to)` |
+//! | `sample_buckets(start, end, from, to, interval, tz, now)` | the buckets of `[from, to)` whose sample instant (bucket end, or `to`/`now` if sooner) lies in `[start, end)` |
 //! | `sla_policy(channel, team, priority, inbox)` | name of the first SLA policy that matches, or NULL |
 
 use std::hash::{Hash, Hasher};
@@ -353,6 +354,92 @@ impl ScalarUDFImpl for BucketStarts {
     }
 }
 
+/// A timestamp argument that must be the same on every row (a range bound, "now").
+fn const_ts(v: &ColumnarValue, what: &str) -> Result<Option<i64>> {
+    let a = ts_arg(v, 1)?;
+    let first = (0..a.len()).find(|&i| a.is_valid(i)).map(|i| a.value(i));
+    if (0..a.len()).any(|i| a.is_valid(i) && Some(a.value(i)) != first) {
+        return exec_err!("{what} must be the same on every row");
+    }
+    Ok(first)
+}
+
+/// The sample instants of a series: for each bucket of `[from, to)` that has begun by
+/// `now`, its end, or `to` or `now` when those come first. This is the rule the
+/// `open_conversations` query states in SQL (its `samples`); the query joins on the bucket
+/// and checks the instant again, so this index can only narrow what SQL decides.
+pub fn sample_instants(
+    from: i64,
+    to: i64,
+    now: i64,
+    interval: Interval,
+    tz: Tz,
+) -> Vec<(i64, i64)> {
+    interval
+        .starts(from, to, tz)
+        .into_iter()
+        .filter(|&s| s <= now)
+        .map(|s| (s, interval.next(s, tz).min(to).min(now)))
+        .collect()
+}
+
+/// `sample_buckets(start, end, from, to, interval, tz, now)`: the starts of the buckets
+/// whose sample instant lies in `[start, end)` (`end` NULL: no end). Turns "which samples
+/// fall in this stretch" from a join of every stretch with every sample into a lookup.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SampleBuckets {
+    name: String,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for SampleBuckets {
+    udf_common!();
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::List(Arc::new(Field::new(
+            "item",
+            ts_type(),
+            true,
+        ))))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let start = ts_arg(&args.args[0], n)?;
+        let end = ts_arg(&args.args[1], n)?;
+        let from = const_ts(&args.args[2], "the range start")?;
+        let to = const_ts(&args.args[3], "the range end")?;
+        let interval =
+            parse_interval(&const_str(&args.args[4], "the interval")?.unwrap_or_default())?;
+        let tz =
+            parse_tz(&const_str(&args.args[5], "the time zone")?.unwrap_or_else(|| "UTC".into()))?;
+        let now = const_ts(&args.args[6], "now")?;
+        let samples = match (from, to, now) {
+            (Some(f), Some(t), Some(now)) => sample_instants(f, t, now, interval, tz),
+            _ => Vec::new(),
+        };
+        // Sample instants never decrease with the bucket, so a binary search finds the
+        // first at or after `start`.
+        let mut out = ListBuilder::new(TimestampMicrosecondBuilder::new().with_timezone(UTC))
+            .with_field(Arc::new(Field::new("item", ts_type(), true)));
+        for i in 0..n {
+            if start.is_null(i) {
+                out.append(false);
+                continue;
+            }
+            let (a, b) = (start.value(i), end.is_valid(i).then(|| end.value(i)));
+            let first = samples.partition_point(|&(_, at)| at < a);
+            for &(s, at) in &samples[first..] {
+                if b.is_some_and(|b| at >= b) {
+                    break;
+                }
+                out.values().append_value(s);
+            }
+            out.append(true);
+        }
+        let arr: ArrayRef = Arc::new(out.finish());
+        Ok(ColumnarValue::Array(arr))
+    }
+}
+
 /// Every supportlake function, ready to register in a session.
 pub fn all(config: Arc<Config>) -> Vec<ScalarUDF> {
     let sig = |n| Signature::any(n, Volatility::Immutable);
@@ -382,6 +469,10 @@ pub fn all(config: Arc<Config>) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(BucketStarts {
             name: "bucket_starts".into(),
             signature: sig(4),
+        }),
+        ScalarUDF::new_from_impl(SampleBuckets {
+            name: "sample_buckets".into(),
+            signature: sig(7),
         }),
     ]
 }

@@ -29,6 +29,7 @@
 
 pub use crate::auth;
 pub mod pages;
+mod results;
 pub mod upkeep;
 
 use std::collections::BTreeMap;
@@ -100,6 +101,8 @@ struct Counters {
     events_acked: AtomicU64,
     query_count: AtomicU64,
     query_micros: AtomicU64,
+    /// Metric requests answered from [`results::ResultCache`].
+    query_cache_hits: AtomicU64,
 }
 
 /// The lake generation (bumped by flushes) and the upkeep generation (bumped by rollup
@@ -117,6 +120,13 @@ struct AppState {
     wal: Wal,
     /// The query session and the lake and upkeep generations it was opened at.
     engine: Mutex<Option<(SessionKey, Arc<Engine>)>>,
+    /// The runtime of every query session: Parquet footers and file statistics stay
+    /// cached when a session is reopened.
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    /// Metric answers for the current session.
+    results: results::ResultCache<Arc<crate::metrics::MetricResult>>,
+    /// Rows of settled intervals ([`MetricRequest::split_at_now`]) for the current session.
+    settled_rows: results::ResultCache<Arc<Vec<arrow::array::RecordBatch>>>,
     dashboards: Vec<(String, pages::Dashboard)>,
     counters: Counters,
     quarantine_seq: AtomicU64,
@@ -350,6 +360,11 @@ impl AppState {
 
     /// The query session, reopened when the flusher has added files since.
     async fn engine(&self) -> ApiResult<Arc<Engine>> {
+        Ok(self.session().await?.1)
+    }
+
+    /// The query session and the generations it was opened at.
+    async fn session(&self) -> ApiResult<(SessionKey, Arc<Engine>)> {
         let generation = (
             self.wal.stats().lake_generation.load(Ordering::SeqCst),
             self.upkeep.generation.load(Ordering::SeqCst),
@@ -358,7 +373,7 @@ impl AppState {
         if let Some((g, e)) = slot.as_ref()
             && *g == generation
         {
-            return Ok(Arc::clone(e));
+            return Ok((*g, Arc::clone(e)));
         }
         // The upkeep refreshes the rollups right after each flush; reading them meanwhile
         // keeps pages fast at the cost of trailing ingest by that refresh.
@@ -367,14 +382,17 @@ impl AppState {
         } else {
             crate::query::Rollups::Never
         };
-        let engine = Engine::open_with(&self.paths, Arc::clone(&self.config), rollups)
-            .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })?;
+        let engine = Engine::open_in(
+            &self.paths,
+            Arc::clone(&self.config),
+            rollups,
+            Some(Arc::clone(&self.runtime)),
+        )
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
         let engine = Arc::new(engine);
         *slot = Some((generation, Arc::clone(&engine)));
-        Ok(engine)
+        Ok((generation, engine))
     }
 }
 
@@ -577,15 +595,53 @@ impl AppState {
     }
 
     /// Runs a metric, counting it for `/metrics`.
+    /// Answers that cannot have changed since they were computed (same session, same
+    /// question, and "now" part of the question when the metric reads it) come from the
+    /// result cache.
     async fn run_metric(&self, req: &MetricRequest) -> ApiResult<crate::metrics::MetricResult> {
-        let engine = self.engine().await?;
+        let (session, engine) = self.session().await?;
+        let key = req.cache_key();
+        if let Some(hit) = self.results.get(session, &key) {
+            self.counters
+                .query_cache_hits
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok((*hit).clone());
+        }
         let started = Instant::now();
-        let result = crate::metrics::run(&engine, req).await;
+        let result = self.compute_metric(session, &engine, req).await;
         self.counters.query_count.fetch_add(1, Ordering::Relaxed);
         self.counters
             .query_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        result.map_err(bad_request)
+        let result = result.map_err(bad_request)?;
+        self.results.put(session, key, Arc::new(result.clone()));
+        Ok(result)
+    }
+
+    /// A metric's answer; when the request splits at "now", the rows of the settled
+    /// intervals are kept for the session and only the rest is queried again.
+    async fn compute_metric(
+        &self,
+        session: SessionKey,
+        engine: &Engine,
+        req: &MetricRequest,
+    ) -> Result<crate::metrics::MetricResult, crate::metrics::MetricError> {
+        crate::metrics::check(req)?;
+        let Some((settled, rest)) = req.split_at_now() else {
+            return crate::metrics::run(engine, req).await;
+        };
+        let key = settled.cache_key();
+        let settled_rows = match self.settled_rows.get(session, &key) {
+            Some(rows) => rows,
+            None => {
+                let rows = Arc::new(crate::metrics::query_rows(engine, &settled).await?);
+                self.settled_rows.put(session, key, Arc::clone(&rows));
+                rows
+            }
+        };
+        let mut batches = (*settled_rows).clone();
+        batches.extend(crate::metrics::query_rows(engine, &rest).await?);
+        crate::metrics::shape(req, &batches)
     }
 }
 
@@ -786,33 +842,111 @@ async fn dashboard_page(
     };
     // Headline numbers, each beside the same-length period before.
     let span = base.to - base.from;
-    body.push_str("<div class=\"headlines\">");
-    for (label, metric, outcome) in [
+    // Every question of the page, asked at once: headlines (each beside the same-length
+    // period before) and panels.
+    let headlines = [
         ("TME", Metric::Wait, "answered"),
         ("TMA", Metric::Handle, ""),
         ("Open now", Metric::OpenConversations, "waiting"),
         ("SLA", Metric::Sla, ""),
         ("CSAT", Metric::Csat, ""),
-    ] {
+    ];
+    let mut asked: Vec<MetricRequest> = Vec::new();
+    for (_, metric, _) in headlines {
         let mut req = base.clone();
         req.metric = metric;
         req.group_by = None;
-        let now_v = s
-            .run_metric(&req)
-            .await
-            .ok()
-            .as_ref()
-            .and_then(pages::headline);
         let mut prev = req.clone();
         prev.from = req.from - span;
         prev.to = req.from;
         prev.now = req.from;
-        let before = s
-            .run_metric(&prev)
-            .await
-            .ok()
-            .as_ref()
-            .and_then(pages::headline);
+        asked.push(req);
+        asked.push(prev);
+    }
+    let panels: Vec<(BTreeMap<String, String>, ApiResult<MetricRequest>)> = d
+        .panels
+        .iter()
+        .map(|p| {
+            let mut pq = f.clone();
+            pq.insert("interval".into(), p.interval.clone());
+            if let Some(g) = &p.group_by {
+                pq.insert("group_by".into(), g.clone());
+            }
+            let req = metric_request(&s, &p.metric, &pq);
+            (pq, req)
+        })
+        .collect();
+    // A headline of a period a panel already charts (the same question but for the
+    // grouping) is read off that panel's answer: its totals are the same.
+    let panel_keys: Vec<Option<String>> = panels
+        .iter()
+        .map(|(_, r)| {
+            r.as_ref().ok().map(|r| {
+                let mut ungrouped = r.clone();
+                ungrouped.group_by = None;
+                ungrouped.cache_key()
+            })
+        })
+        .collect();
+    let from_panel: Vec<Option<usize>> = asked
+        .iter()
+        .map(|r| {
+            let key = r.cache_key();
+            panel_keys
+                .iter()
+                .position(|k| k.as_deref() == Some(key.as_str()))
+        })
+        .collect();
+    let mut answers: Vec<Option<ApiResult<crate::metrics::MetricResult>>> =
+        futures::future::join_all(
+            asked
+                .iter()
+                .zip(&from_panel)
+                .filter(|(_, p)| p.is_none())
+                .map(|(r, _)| r)
+                .chain(panels.iter().filter_map(|(_, r)| r.as_ref().ok()))
+                .map(|r| s.run_metric(r)),
+        )
+        .await
+        .into_iter()
+        .map(Some)
+        .collect();
+    // Answers in page order: each headline (its own, or its panel's), then each panel.
+    let own = from_panel.iter().filter(|p| p.is_none()).count();
+    let panel_answer = |i: usize, answers: &[Option<ApiResult<crate::metrics::MetricResult>>]| {
+        let n = panels[..i].iter().filter(|(_, r)| r.is_ok()).count();
+        answers
+            .get(own + n)
+            .and_then(|a| a.as_ref())
+            .and_then(|a| a.as_ref().ok())
+            .cloned()
+    };
+    let mut headline_answers = Vec::new();
+    let mut next_own = 0;
+    for p in &from_panel {
+        headline_answers.push(match p {
+            Some(i) => panel_answer(*i, &answers),
+            None => {
+                let a = answers[next_own].take().and_then(|a| a.ok());
+                next_own += 1;
+                a
+            }
+        });
+    }
+    let mut answers = answers.into_iter().skip(own).flatten();
+    let mut headline_answers = headline_answers.into_iter();
+
+    body.push_str("<div class=\"headlines\">");
+    for (label, metric, outcome) in headlines {
+        let mut value = || {
+            headline_answers
+                .next()
+                .flatten()
+                .as_ref()
+                .and_then(pages::headline)
+        };
+        let now_v = value();
+        let before = value();
         let link = format!(
             "/conversations?{}",
             filter_query(&f, &[("outcome", outcome)])
@@ -825,16 +959,12 @@ async fn dashboard_page(
         ));
     }
     body.push_str("</div>");
-    for p in &d.panels {
-        let mut pq = f.clone();
-        pq.insert("interval".into(), p.interval.clone());
-        if let Some(g) = &p.group_by {
-            pq.insert("group_by".into(), g.clone());
-        }
-        let chart_html = match metric_request(&s, &p.metric, &pq) {
-            Ok(req) => match s.run_metric(&req).await {
-                Ok(r) => pages::inline_chart(&r, p),
-                Err(e) => format!("<p>{}</p>", pages::esc(&e.message)),
+    for (p, (pq, req)) in d.panels.iter().zip(&panels) {
+        let chart_html = match req {
+            Ok(_) => match answers.next() {
+                Some(Ok(r)) => pages::inline_chart(&r, p),
+                Some(Err(e)) => format!("<p>{}</p>", pages::esc(&e.message)),
+                None => String::new(),
             },
             Err(e) => format!("<p>{}</p>", pages::esc(&e.message)),
         };
@@ -846,7 +976,7 @@ async fn dashboard_page(
         let json = format!(
             "/api/v1/metrics/{}?{}",
             pages::enc(&p.metric),
-            filter_query(&pq, &[])
+            filter_query(pq, &[])
         );
         body.push_str(&format!(
             "<section class=\"panel\"><h2>{}</h2><a href=\"{}\" title=\"the conversations behind this chart\">{}</a>\
@@ -1261,7 +1391,10 @@ async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
          supportlake_queries_total {}\n\
          # HELP supportlake_query_seconds_total Time spent in metric queries.\n\
          # TYPE supportlake_query_seconds_total counter\n\
-         supportlake_query_seconds_total {:.6}\n",
+         supportlake_query_seconds_total {:.6}\n\
+         # HELP supportlake_query_cache_hits_total Metric requests answered from the result cache.\n\
+         # TYPE supportlake_query_cache_hits_total counter\n\
+         supportlake_query_cache_hits_total {}\n",
         l(&c.requests),
         l(&c.errors_4xx),
         l(&c.errors_5xx),
@@ -1277,6 +1410,7 @@ async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
         l(&s.upkeep.files_merged),
         l(&c.query_count),
         l(&c.query_micros) as f64 / 1e6,
+        l(&c.query_cache_hits),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -1380,6 +1514,8 @@ pub enum ServeError {
     Tls(String),
     #[error("reports: {0}")]
     Reports(String),
+    #[error("query engine: {0}")]
+    Query(String),
 }
 
 /// Runs the scheduled reports at their times until the server stops.
@@ -1617,6 +1753,9 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         key: opts.pseudonym_key,
         wal,
         engine: Mutex::new(None),
+        runtime: crate::query::shared_runtime().map_err(|e| ServeError::Query(e.to_string()))?,
+        results: results::ResultCache::default(),
+        settled_rows: results::ResultCache::default(),
         dashboards: pages::builtin().map_err(ServeError::Dashboards)?,
         counters: Counters::default(),
         quarantine_seq: AtomicU64::new(0),
