@@ -872,7 +872,11 @@ async fn dashboard_page(
             if let Some(g) = &p.group_by {
                 pq.insert("group_by".into(), g.clone());
             }
-            let req = metric_request(&s, &p.metric, &pq);
+            // One "now" for the whole page.
+            let req = metric_request(&s, &p.metric, &pq).map(|mut r| {
+                r.now = base.now;
+                r
+            });
             (pq, req)
         })
         .collect();
@@ -1135,10 +1139,8 @@ async fn live(State(s): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<R
     authorize(&s, &headers, Role::Read)?;
     let now = Utc::now();
     let mut q = BTreeMap::new();
-    q.insert(
-        "from".to_owned(),
-        (now - chrono::Duration::hours(1)).to_rfc3339(),
-    );
+    // One bucket, sampled now.
+    q.insert("from".to_owned(), now.to_rfc3339());
     q.insert(
         "to".to_owned(),
         (now + chrono::Duration::seconds(1)).to_rfc3339(),
