@@ -11,9 +11,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::target_dir;
 
@@ -27,60 +26,40 @@ fn main() {
         .map(PathBuf::from)
         .expect("set SUPPORTLAKE_BENCH_LAKE");
     let repeat = std::env::var("SUPPORTLAKE_BENCH_REPEAT").unwrap_or_else(|_| "5".into());
-    let key = std::env::temp_dir().join("supportlake-bench-analyst.key");
-    std::fs::write(&key, "00".repeat(32)).unwrap();
-    let mut server = Command::new(&bin)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
+    // The lake's own business rules: with others, the server would rebuild the rollups
+    // first (and the benchmark would share the machine with that).
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/metrics.toml");
+    let tokens = format!("read:{TOKEN}");
+    let (server, addrs) = common::start_server_on(
+        &bin,
+        &lake,
+        Some(&config),
+        &[
             "--pg-listen",
             "127.0.0.1:0",
             "--sql-timeout",
             "600",
             "--sql-memory",
             "2048",
-            "--lake",
-        ])
-        .arg(&lake)
-        .env("SUPPORTLAKE_TOKENS", format!("read:{TOKEN}"))
-        .env("SUPPORTLAKE_PSEUDONYM_KEY_FILE", &key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("serve starts");
-    let (mut http, mut pg) = (None, None);
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    while http.is_none() || pg.is_none() {
-        let line = lines
-            .next()
-            .expect("serve announces its addresses")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("listening on http://") {
-            http = Some(a.to_owned());
-        } else if let Some(a) = line.strip_prefix("listening on postgres://") {
-            pg = Some(
-                a.split('/')
-                    .next()
-                    .unwrap()
-                    .rsplit(':')
-                    .next()
-                    .unwrap()
-                    .to_owned(),
-            );
-        }
-    }
+        ],
+        &[("SUPPORTLAKE_TOKENS", tokens.as_str())],
+    );
+    let pg_port = addrs
+        .pg
+        .as_deref()
+        .and_then(|a| a.rsplit(':').next())
+        .expect("a Postgres address")
+        .to_owned();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/analyst_queries.py");
     let status = Command::new("python3")
         .arg(script)
         .arg(&lake)
-        .arg(http.unwrap())
-        .arg(pg.unwrap())
+        .arg(&addrs.http)
+        .arg(&pg_port)
         .arg(TOKEN)
         .arg(&repeat)
         .status()
         .expect("python3 runs");
-    let _ = server.kill();
-    let _ = server.wait();
+    common::stop_server(server);
     assert!(status.success(), "analyst_queries.py failed");
 }

@@ -10,7 +10,11 @@ The stand-ins are exact only for calendar time: `business_seconds` and `business
 the 24x7 forms, so the benchmark config must give its SLA policies no calendar and leave
 `metrics.calendar` at 24x7. `sla_policy` is generated from the config's policies.
 
-usage: duckdb_metrics.py LAKE QUERIES CONFIG NAME FROM TO INTERVAL TZ GROUP_BY
+With a tenth argument `rollups`, the tables that the lake's rollup manifest lists
+(`_rollup/state.json`) are read from those Parquet files — the files supportlake's own
+queries read — instead of being computed from the events by the view SQL.
+
+usage: duckdb_metrics.py LAKE QUERIES CONFIG NAME FROM TO INTERVAL TZ GROUP_BY [rollups]
 prints one JSON line: {"rows": N, "seconds": query time, "totals": {...}, "result": [...]}
 """
 
@@ -48,6 +52,8 @@ def translate(sql, params):
     sql = re.sub(r"\b(first|last)_value\(([^()]*)\) IGNORE NULLS OVER", r"\1_value(\2 IGNORE NULLS) OVER", sql)
     # `at` is a keyword in DuckDB; our queries use it as a column name.
     sql = re.sub(r"\bat\b", '"at"', sql)
+    # The length of a list.
+    sql = sql.replace("cardinality(", "len(")
     # Bind parameters as literals (DuckDB cannot infer some of their types in CASE).
     for name in sorted(params, key=len, reverse=True):
         sql = sql.replace("$" + name, params[name])
@@ -56,6 +62,7 @@ def translate(sql, params):
 
 def main():
     lake, queries, config_path, name, t_from, t_to, interval, tz, group_by = sys.argv[1:10]
+    from_rollups = len(sys.argv) > 10 and sys.argv[10] == "rollups"
     with open(config_path, "rb") as f:
         config = tomllib.load(f)
     metrics_cfg = config.get("metrics", {})
@@ -98,6 +105,12 @@ def main():
                           timezone(z, t - INTERVAL 1 microsecond),
                           CAST('1 ' || iv AS INTERVAL)),
           lambda x: timezone(z, x))""")
+    # The buckets whose sample instant (the bucket's end, or `t`/`n` when sooner) lies in
+    # [a, b): by its definition, over every bucket.
+    con.execute("""CREATE MACRO sample_buckets(a, b, f, t, iv, z, n) AS
+        list_filter(bucket_starts(f, t, iv, z), lambda s:
+          s <= n AND least(bucket_end(s, iv, z), t, n) >= a
+          AND (b IS NULL OR least(bucket_end(s, iv, z), t, n) < b))""")
     arms = []
     for p in policies:
         conds = []
@@ -117,8 +130,16 @@ def main():
         "group_by": sql_str(group_by), "business": "false", "team": "NULL", "agent": "NULL",
         "channel": "NULL", "inbox": "NULL", "priority": "NULL", "sla_metric": "NULL",
     }
+    rolled = {}
+    if from_rollups:
+        with open(os.path.join(lake, "_rollup", "state.json")) as f:
+            rolled = json.load(f)["tables"]
     for path in sorted(glob.glob(os.path.join(queries, "views", "*.sql"))):
         view = re.sub(r"^\d+_", "", os.path.basename(path)[:-4])
+        if view in rolled:
+            files = [os.path.join(lake, r) for r in rolled[view]]
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({files!r})")
+            continue
         with open(path) as f:
             con.execute(f"CREATE VIEW {view} AS {translate(f.read(), params)}")
     with open(os.path.join(queries, "metrics", name + ".sql")) as f:

@@ -115,7 +115,7 @@ fn duckdb_reads_the_same_rows_and_types() {
         "for name, typ, *_ in duckdb.sql(f'DESCRIBE SELECT * FROM {src}').fetchall(): print(f'{name},{typ}')",
     );
     let map = |t: &str| match t {
-        "Utf8" => "VARCHAR",
+        "Utf8" | "Utf8View" => "VARCHAR",
         "Timestamp(µs, \"UTC\")" | "Timestamp(Microsecond, Some(\"UTC\"))" => {
             "TIMESTAMP WITH TIME ZONE"
         }

@@ -110,9 +110,9 @@ pub fn prom(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Starts `supportlake serve` on a free loopback port over `lake` (no tokens) and answers
-/// the process and its address once its first rollup refresh is done, so timings do not
-/// share the machine with it.
+/// Starts `supportlake serve` on a free loopback port over `lake` (no tokens unless `env`
+/// sets them) and answers the process and its HTTP address once its first rollup refresh
+/// is done, so timings do not share the machine with it.
 pub fn start_server(
     bin: &Path,
     lake: &Path,
@@ -120,6 +120,25 @@ pub fn start_server(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> (std::process::Child, String) {
+    let (child, addrs) = start_server_on(bin, lake, config, extra, env);
+    (child, addrs.http)
+}
+
+/// The addresses a server announced.
+pub struct Addresses {
+    pub http: String,
+    /// `host:port` of the Postgres listener, when `--pg-listen` was given.
+    pub pg: Option<String>,
+}
+
+/// [`start_server`], also answering the Postgres address when `extra` asks for one.
+pub fn start_server_on(
+    bin: &Path,
+    lake: &Path,
+    config: Option<&Path>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, Addresses) {
     use std::io::BufRead;
     let mut cmd = Command::new(bin);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--lake"])
@@ -128,31 +147,39 @@ pub fn start_server(
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
+    cmd.env(
+        "SUPPORTLAKE_PSEUDONYM_KEY",
+        "benchmark-pseudonym-key-0123456789",
+    )
+    .env("SUPPORTLAKE_LOG", "error")
+    .env_remove("SUPPORTLAKE_TOKENS");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut server = cmd
-        .env(
-            "SUPPORTLAKE_PSEUDONYM_KEY",
-            "benchmark-pseudonym-key-0123456789",
-        )
-        .env("SUPPORTLAKE_LOG", "error")
-        .env_remove("SUPPORTLAKE_TOKENS")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("serve starts");
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.take().expect("piped stdout"))
-        .read_line(&mut line)
-        .expect("the address line");
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .to_owned();
+    let wants_pg = extra.contains(&"--pg-listen");
+    let mut lines = std::io::BufReader::new(server.stdout.take().expect("piped stdout")).lines();
+    let (mut http, mut pg) = (None, None);
+    while http.is_none() || (wants_pg && pg.is_none()) {
+        let line = lines
+            .next()
+            .expect("serve announces its addresses")
+            .expect("a line");
+        if let Some(a) = line.strip_prefix("listening on http://") {
+            http = Some(a.trim().to_owned());
+        } else if let Some(a) = line.strip_prefix("listening on postgres://") {
+            // postgres://HOST:PORT/supportlake
+            pg = a.split('/').next().map(str::to_owned);
+        }
+    }
+    let http = http.expect("an HTTP address");
     for _ in 0..2400 {
         if prom(
-            &http_get(&addr, "/metrics"),
+            &http_get(&http, "/metrics"),
             "supportlake_rollup_refreshes_total",
         ) >= 1.0
         {
@@ -160,7 +187,7 @@ pub fn start_server(
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    (server, addr)
+    (server, Addresses { http, pg })
 }
 
 /// Stops a server started by [`start_server`] (SIGTERM: it flushes and exits).

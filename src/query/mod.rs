@@ -62,9 +62,25 @@ pub type Result<T, E = QueryError> = std::result::Result<T, E>;
 /// The name of the partition column of every table.
 pub const DATE_COLUMN: &str = "date";
 
+/// The stored columns of `events` as queried: strings read as string views (`Utf8View`),
+/// which the Parquet reader builds from a file's dictionary pages without copying the
+/// bytes, and which group, join and compare faster than plain strings. The files keep
+/// plain strings.
+pub fn events_read_schema() -> SchemaRef {
+    let fields: Vec<Field> = event::schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
 /// The schema of the `events` table as queried: the stored columns plus `date`.
 pub fn events_table_schema() -> SchemaRef {
-    let mut fields: Vec<Field> = event::schema()
+    let mut fields: Vec<Field> = events_read_schema()
         .fields()
         .iter()
         .map(|f| f.as_ref().clone())
@@ -341,7 +357,7 @@ async fn register_events(ctx: &SessionContext, paths: &LakePaths) -> Result<()> 
         .with_table_partition_cols(vec![(DATE_COLUMN.to_owned(), DataType::Date32)]);
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
-        .with_schema(event::schema());
+        .with_schema(events_read_schema());
     let table = ListingTable::try_new(config)?
         .with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache());
     ctx.register_table(EVENTS, Arc::new(table))?;

@@ -451,7 +451,7 @@ fn collect_garbage(
 
 /// Whether any of the events files (relative to the lake root) holds an agent status event.
 async fn has_agent_status(ctx: &SessionContext, paths: &LakePaths, rel: &[String]) -> Result<bool> {
-    let table = files_table(ctx, paths.root(), rel, crate::event::schema()).await?;
+    let table = files_table(ctx, paths.root(), rel, super::events_read_schema()).await?;
     ctx.register_table("_rollup_status", table)?;
     let found = ctx
         .sql("SELECT 1 FROM _rollup_status WHERE kind = 'agent_status' LIMIT 1")
@@ -635,7 +635,7 @@ async fn run_step(
         .iter()
         .map(|f| format!("events/{}/{}", f.partition, f.name))
         .collect();
-    let new_events = files_table(ctx, paths.root(), &rel, crate::event::schema()).await?;
+    let new_events = files_table(ctx, paths.root(), &rel, super::events_read_schema()).await?;
     ctx.register_table("_rollup_new", new_events)?;
     let mut keys = Keys::default();
     let mut delta = Keys::default();
