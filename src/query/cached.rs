@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::MemTable;
@@ -34,7 +34,20 @@ pub struct CachedView {
 impl CachedView {
     /// `partitions`: how many in-memory partitions later scans read in parallel.
     pub fn new(plan: DataFrame, partitions: usize) -> Self {
-        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        // Kept as plain strings: a string view keeps the whole decoded page it points into
+        // alive, and a filtered view of the events would keep every page it read.
+        let arrow = plan.schema().as_arrow();
+        let schema: SchemaRef = Arc::new(Schema::new_with_metadata(
+            arrow
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
+                    _ => f.as_ref().clone(),
+                })
+                .collect::<Vec<_>>(),
+            arrow.metadata().clone(),
+        ));
         CachedView {
             plan,
             schema,
@@ -46,11 +59,17 @@ impl CachedView {
     async fn table(&self) -> Result<&Arc<MemTable>> {
         self.result
             .get_or_try_init(|| async {
-                let batches = self.plan.clone().collect().await?;
+                let mut stream = self.plan.clone().execute_stream().await?;
                 // Spread the batches over the partitions, round robin, so readers run in
-                // parallel.
+                // parallel; each is converted as it arrives, so the pages that string
+                // views point into are freed as the plan runs.
                 let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.partitions];
-                for (i, b) in batches.into_iter().filter(|b| b.num_rows() > 0).enumerate() {
+                let mut i = 0;
+                while let Some(b) = futures::StreamExt::next(&mut stream).await {
+                    let b = b?;
+                    if b.num_rows() == 0 {
+                        continue;
+                    }
                     // The executed plan may describe its columns slightly differently
                     // (field metadata, nullability) from the logical schema that planners
                     // of later queries see; the data is the same.
@@ -70,6 +89,7 @@ impl CachedView {
                         .collect::<Result<Vec<_>, _>>()?;
                     let b = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
                     parts[i % self.partitions].push(b);
+                    i += 1;
                 }
                 Ok(Arc::new(MemTable::try_new(
                     Arc::clone(&self.schema),

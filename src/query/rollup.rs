@@ -764,8 +764,18 @@ async fn run_step(
                AND conversation_id IS NULL AND customer_key IN (SELECT k FROM _rollup_k)"
         ))
         .await?;
-    let subset_schema: SchemaRef = Arc::new(subset.schema().as_arrow().clone());
-    let subset = subset.collect().await;
+    // Kept as plain strings: a string view of a filtered row keeps the whole decoded page
+    // it points into alive, and a step keeps millions of such rows until its views ran.
+    let subset_schema = utf8_schema(subset.schema().inner());
+    let subset = async {
+        let mut stream = subset.execute_stream().await?;
+        let mut out = Vec::new();
+        while let Some(b) = futures::StreamExt::next(&mut stream).await {
+            out.push(plain_batch(&b?, &subset_schema)?);
+        }
+        Ok::<_, RollupError>(out)
+    }
+    .await;
     ctx.deregister_table("_rollup_c")?;
     ctx.deregister_table("_rollup_k")?;
     let subset = subset?;
@@ -1000,6 +1010,20 @@ fn plain_schema(schema: &SchemaRef) -> SchemaRef {
                     t => t.clone(),
                 };
                 Field::new(f.name(), t, true)
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// `schema` with string views as plain strings, nullability kept.
+fn utf8_schema(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
+                _ => f.as_ref().clone(),
             })
             .collect::<Vec<_>>(),
     ))

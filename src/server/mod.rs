@@ -51,11 +51,10 @@ use tracing::{info, warn};
 
 use crate::charts;
 use crate::config::Config;
-use crate::event::EventBatchBuilder;
 use crate::lake::LakePaths;
 use crate::lake::erase::{self, Actor, EraseOptions, ErasureRecord, Target};
 use crate::lake::quarantine::Quarantine;
-use crate::lake::wal::{Wal, WalError, WalOptions, encode};
+use crate::lake::wal::{RowRecord, Wal, WalError, WalOptions};
 use crate::metrics::{Dimension, Filters, Metric, MetricRequest, parse_time};
 use crate::pseudonym::{PseudonymKey, Pseudonymizer};
 use crate::query::Engine;
@@ -280,7 +279,8 @@ impl AppState {
         input: &str,
     ) -> ApiResult<IngestReceipt> {
         let mut pseudonymizer = Pseudonymizer::new(&self.key);
-        let mut builder = EventBatchBuilder::new(Utc::now());
+        let capacity = records.iter().map(|r| r.len()).sum::<usize>();
+        let mut rows = RowRecord::new(Utc::now(), capacity);
         let mut total = Report::default();
         let mut rejected_raw: Vec<(u64, Vec<crate::sources::Reject>, &[u8])> = Vec::new();
         let mut n = 0u64;
@@ -295,7 +295,7 @@ impl AppState {
                 rec,
                 i as u64 + 1,
                 &mut pseudonymizer,
-                &mut builder,
+                &mut rows,
                 &mut report,
             );
             if !report.rejects.is_empty() {
@@ -329,13 +329,9 @@ impl AppState {
                 )
             })?;
         }
-        let accepted = builder.len() as u64;
+        let accepted = rows.len() as u64;
         if accepted > 0 {
-            let batch = builder.finish();
-            let payload = encode(&batch).map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })?;
-            self.wal.append(payload).await?;
+            self.wal.append(rows.finish()).await?;
             self.counters
                 .events_acked
                 .fetch_add(accepted, Ordering::Relaxed);
