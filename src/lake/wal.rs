@@ -45,8 +45,8 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::writer::{LakeWriter, WriterOptions, sync_dir};
-use crate::event::{Author, EventBatchBuilder, EventRef, EventSink, Kind, Source};
 use super::{LakeError, LakeLock, LakePaths};
+use crate::event::{Author, EventBatchBuilder, EventRef, EventSink, Kind, Source};
 
 const MAGIC: &[u8] = b"supportlake-wal 1\n";
 /// Records larger than this are refused (a request body is far smaller).
@@ -228,7 +228,8 @@ impl RowRecord {
     fn short(&mut self, s: &str) {
         // Enum names: a few bytes, far below 255.
         self.buf.push(s.len().min(255) as u8);
-        self.buf.extend_from_slice(&s.as_bytes()[..s.len().min(255)]);
+        self.buf
+            .extend_from_slice(&s.as_bytes()[..s.len().min(255)]);
     }
 
     fn string(&mut self, s: Option<&str>) {
@@ -904,7 +905,10 @@ mod tests {
         let payload = record.finish();
         for cut in 0..payload.len() {
             let mut out = EventBatchBuilder::new(DateTime::<Utc>::UNIX_EPOCH);
-            assert!(read_rows(&payload[..cut], &mut out).is_err(), "cut at {cut}");
+            assert!(
+                read_rows(&payload[..cut], &mut out).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut longer = payload.clone();
         longer.push(0);
