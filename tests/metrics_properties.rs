@@ -421,6 +421,82 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// The server keeps an `sla` answer from the "now" it was computed at until the instant
+    /// `unchanged_until` names; asked at any "now" in that span, the query gives the same
+    /// answer.
+    #[test]
+    fn an_sla_answer_holds_until_its_next_due_time(
+        start_min in 0i64..(2 * 24 * 60),
+        len_min in 60i64..(4 * 24 * 60),
+        now_frac in 0.0f64..1.2,
+        later_frac in 0.0f64..1.0,
+        hourly in any::<bool>(),
+    ) {
+        let (engine, _) = fixture_engine();
+        let base: DateTime<Utc> = "2026-11-01T18:00:00Z".parse().unwrap();
+        let minutes = chrono::Duration::minutes;
+        let interval = if hourly { Interval::Hour } else { Interval::Day };
+        let from = base + minutes(start_min);
+        let now = from + minutes((len_min as f64 * now_frac) as i64);
+        let req = request(Metric::Sla, interval, from, from + minutes(len_min), now);
+        let answer = rt().block_on(metrics::run(engine, &req)).unwrap();
+        let until = rt().block_on(metrics::unchanged_until(engine, &req)).unwrap();
+        if let Some(u) = until {
+            prop_assert!(u > now);
+        }
+        // A "now" in [now, until), within three days.
+        let span = until.map_or(chrono::Duration::days(3), |u| (u - now).min(chrono::Duration::days(3)));
+        let later = now + chrono::Duration::microseconds(
+            ((span.num_microseconds().unwrap() - 1) as f64 * later_frac) as i64,
+        );
+        let mut again = req.clone();
+        again.now = later;
+        let later_answer = rt().block_on(metrics::run(engine, &again)).unwrap();
+        prop_assert_eq!(
+            serde_json::to_string(&later_answer).unwrap(),
+            serde_json::to_string(&answer).unwrap(),
+            "now {} held until {:?}, asked at {}", now, until, later
+        );
+    }
+}
+
+/// The span `unchanged_until` names is not for ever where targets are still open: asked
+/// just before an open target's due time, the answer changes right at it.
+#[test]
+fn an_sla_answer_changes_when_an_open_target_falls_due() {
+    let (engine, _) = fixture_engine();
+    let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    let (from, to) = (t("2026-11-01T03:00:00Z"), t("2026-11-05T03:00:00Z"));
+    let mut changed = 0;
+    let mut now = from;
+    // Walk "now" from due time to due time across the range.
+    for _ in 0..40 {
+        let req = request(Metric::Sla, Interval::Hour, from, to, now);
+        let Some(until) = rt()
+            .block_on(metrics::unchanged_until(engine, &req))
+            .unwrap()
+        else {
+            break;
+        };
+        assert!(until > now);
+        let before = rt().block_on(metrics::run(engine, &req)).unwrap();
+        let mut at = req.clone();
+        at.now = until;
+        let after = rt().block_on(metrics::run(engine, &at)).unwrap();
+        if serde_json::to_string(&before).unwrap() != serde_json::to_string(&after).unwrap() {
+            changed += 1;
+        }
+        now = until;
+    }
+    assert!(
+        changed > 0,
+        "the fixture has open targets falling due in the range, and the answer moves with them"
+    );
+}
+
 #[test]
 fn only_metrics_that_read_now_key_their_answers_by_it() {
     let reading: Vec<&str> = Metric::ALL

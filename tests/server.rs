@@ -745,6 +745,32 @@ fn demo_serves_what_it_ingested() {
     assert_eq!(code, 200);
     assert!(svg.contains("<svg"));
     assert!(dir.path().join("config.toml").is_file());
+
+    // `sla` reads "now", yet a second ask while no due time of an open target has passed
+    // is answered from the kept answer: the same numbers, one more cache hit.
+    let hits = |addr: &str| -> f64 {
+        let (_, text) = http(addr, "GET", "/metrics", &[], b"").unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("supportlake_query_cache_hits_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the cache hit counter")
+    };
+    let today = chrono::Utc::now().date_naive();
+    let sla = format!(
+        "/api/v1/metrics/sla?group_by=team&interval=day&from={}&to={}",
+        today - chrono::Duration::days(7),
+        today + chrono::Duration::days(1)
+    );
+    let sla = sla.as_str();
+    let (code, first) = http(&addr, "GET", sla, &[], b"").unwrap();
+    assert_eq!(code, 200, "{first}");
+    assert!(first.contains("\"achieved\""), "{first}");
+    let before = hits(&addr);
+    let (code, second) = http(&addr, "GET", sla, &[], b"").unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(second, first);
+    assert_eq!(hits(&addr), before + 1.0, "the second sla answer was kept");
+
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

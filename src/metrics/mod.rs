@@ -274,7 +274,17 @@ impl MetricRequest {
     /// now.
     pub fn cache_key(&self) -> String {
         let settled = self.metric.settles() && self.now >= self.to;
-        let now = if self.metric.reads_now() && !settled {
+        self.key(self.metric.reads_now() && !settled)
+    }
+
+    /// [`Self::cache_key`] without "now", for answers kept with the span of "now" they hold
+    /// for ([`unchanged_until`]).
+    pub fn cache_key_without_now(&self) -> String {
+        self.key(false)
+    }
+
+    fn key(&self, with_now: bool) -> String {
+        let now = if with_now {
             self.now.timestamp_micros().to_string()
         } else {
             String::new()
@@ -396,6 +406,50 @@ pub async fn run_split(engine: &Engine, req: &MetricRequest) -> Result<MetricRes
     let mut batches = query_rows(engine, &settled).await?;
     batches.extend(query_rows(engine, &rest).await?);
     shape(req, &batches)
+}
+
+/// The earliest instant after the request's "now" at which its answer can change while the
+/// lake stays as it is, or `None` when it cannot (then "now" does not matter to it).
+/// Asked for `sla`: a target neither satisfied nor closed is `active` (counted when it
+/// was applied) until its due time passes and `active_breached` (counted then) after, so
+/// the answer holds until the next due time of such a target that the range can count.
+/// The request's dimension filters are not applied, which can only make the instant
+/// earlier. Other metrics answer the request's own "now" when they read it.
+pub async fn unchanged_until(
+    engine: &Engine,
+    req: &MetricRequest,
+) -> Result<Option<DateTime<Utc>>> {
+    if !req.metric.reads_now() {
+        return Ok(None);
+    }
+    if req.metric != Metric::Sla {
+        return Ok(Some(req.now + chrono::Duration::microseconds(1)));
+    }
+    const NEXT_DUE: &str = "SELECT min(due_at) AS next_due FROM sla_targets \
+        WHERE satisfied_at IS NULL AND closed_at IS NULL AND due_at > $now \
+          AND ($sla_metric IS NULL OR metric = $sla_metric) \
+          AND ((applied_at >= $from AND applied_at < $to) OR (due_at >= $from AND due_at < $to))";
+    let (_, batches) = engine.sql_with_params(NEXT_DUE, params(req)).await?;
+    let Some(col) = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|b| b.column(0))
+    else {
+        return Ok(None);
+    };
+    // Whatever the timestamp's unit, as microseconds.
+    let micros = arrow::compute::cast(
+        col,
+        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+    )
+    .and_then(|c| arrow::compute::cast(&c, &arrow::datatypes::DataType::Int64))
+    .map_err(|e| MetricError::Query(QueryError::Arrow(e)))?;
+    let micros = micros
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .filter(|a| arrow::array::Array::is_valid(*a, 0))
+        .map(|a| a.value(0));
+    Ok(micros.and_then(DateTime::<Utc>::from_timestamp_micros))
 }
 
 /// Refuses requests that cannot be answered: an empty range, too many buckets.

@@ -44,7 +44,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::{Mutex, RwLock};
 use tracing::{info, warn};
@@ -126,6 +126,9 @@ struct AppState {
     results: results::ResultCache<Arc<crate::metrics::MetricResult>>,
     /// Rows of settled intervals ([`MetricRequest::split_at_now`]) for the current session.
     settled_rows: results::ResultCache<Arc<Vec<arrow::array::RecordBatch>>>,
+    /// Answers of `sla` with the span of "now" they hold for
+    /// ([`crate::metrics::unchanged_until`]), by their key without "now".
+    held: results::ResultCache<Held>,
     dashboards: Vec<(String, pages::Dashboard)>,
     counters: Counters,
     quarantine_seq: AtomicU64,
@@ -254,6 +257,15 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == SESSION_COOKIE)
         .map(|(_, v)| v.trim())
+}
+
+/// An answer and the span of "now" it holds for: from `since` until `until` (for ever
+/// when `None`), while the lake stays as it is.
+#[derive(Clone)]
+struct Held {
+    since: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+    answer: Arc<crate::metrics::MetricResult>,
 }
 
 /// What an ingest route answers once the events are durable.
@@ -596,6 +608,9 @@ impl AppState {
     /// result cache.
     async fn run_metric(&self, req: &MetricRequest) -> ApiResult<crate::metrics::MetricResult> {
         let (session, engine) = self.session().await?;
+        if req.metric == crate::metrics::Metric::Sla {
+            return self.run_held(session, &engine, req).await;
+        }
         let key = req.cache_key();
         if let Some(hit) = self.results.get(session, &key) {
             self.counters
@@ -612,6 +627,46 @@ impl AppState {
         let result = result.map_err(bad_request)?;
         self.results.put(session, key, Arc::new(result.clone()));
         Ok(result)
+    }
+
+    /// An `sla` answer, kept with the span of "now" it holds for: a page's previous period
+    /// (every target in it satisfied, closed or past due) holds until the lake changes, the
+    /// current one until the next due time of an open target.
+    async fn run_held(
+        &self,
+        session: SessionKey,
+        engine: &Engine,
+        req: &MetricRequest,
+    ) -> ApiResult<crate::metrics::MetricResult> {
+        let key = req.cache_key_without_now();
+        if let Some(h) = self.held.get(session, &key)
+            && h.since <= req.now
+            && h.until.is_none_or(|u| req.now < u)
+        {
+            self.counters
+                .query_cache_hits
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok((*h.answer).clone());
+        }
+        let started = Instant::now();
+        let computed = async {
+            let answer = self.compute_metric(session, engine, req).await?;
+            let until = crate::metrics::unchanged_until(engine, req).await?;
+            Ok::<_, crate::metrics::MetricError>((answer, until))
+        }
+        .await;
+        self.counters.query_count.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .query_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let (answer, until) = computed.map_err(bad_request)?;
+        let held = Held {
+            since: req.now,
+            until,
+            answer: Arc::new(answer.clone()),
+        };
+        self.held.put(session, key, held);
+        Ok(answer)
     }
 
     /// A metric's answer; when the request splits at "now", the rows of the settled
@@ -1754,6 +1809,7 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         runtime: crate::query::shared_runtime().map_err(|e| ServeError::Query(e.to_string()))?,
         results: results::ResultCache::default(),
         settled_rows: results::ResultCache::default(),
+        held: results::ResultCache::default(),
         dashboards: pages::builtin().map_err(ServeError::Dashboards)?,
         counters: Counters::default(),
         quarantine_seq: AtomicU64::new(0),
