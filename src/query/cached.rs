@@ -17,15 +17,20 @@ use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::logical_expr::{Expr, LogicalPlan, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::DataFrame;
 use tokio::sync::OnceCell;
 
 /// A view whose result is computed on first use and then kept.
+///
+/// It keeps the view's logical plan, not a `DataFrame`: a data frame holds a copy of the
+/// session state, whose catalog holds this view — a cycle of reference counts that kept
+/// every session with a computed view (and its results) alive for ever. The plan is run
+/// with the state of the session that scans it.
 #[derive(Debug)]
 pub struct CachedView {
-    plan: DataFrame,
+    plan: LogicalPlan,
     schema: SchemaRef,
     partitions: usize,
     result: OnceCell<Arc<MemTable>>,
@@ -49,17 +54,18 @@ impl CachedView {
             arrow.metadata().clone(),
         ));
         CachedView {
-            plan,
+            plan: plan.into_unoptimized_plan(),
             schema,
             partitions: partitions.max(1),
             result: OnceCell::new(),
         }
     }
 
-    async fn table(&self) -> Result<&Arc<MemTable>> {
+    async fn table(&self, state: &dyn Session) -> Result<&Arc<MemTable>> {
         self.result
             .get_or_try_init(|| async {
-                let mut stream = self.plan.clone().execute_stream().await?;
+                let plan = state.create_physical_plan(&self.plan).await?;
+                let mut stream = datafusion::physical_plan::execute_stream(plan, state.task_ctx())?;
                 // Spread the batches over the partitions, round robin, so readers run in
                 // parallel; each is converted as it arrives, so the pages that string
                 // views point into are freed as the plan runs.
@@ -117,9 +123,69 @@ impl TableProvider for CachedView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.table()
+        self.table(state)
             .await?
             .scan(state, projection, filters, limit)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int64Array;
+    use arrow::datatypes::Field;
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    /// A session that computed a cached view is freed with everything it kept once the
+    /// last handle to it is dropped (no reference cycle through the view).
+    #[tokio::test]
+    async fn a_dropped_session_frees_its_cached_views() {
+        let ctx = SessionContext::new();
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from_iter_values(0..1000))],
+        )
+        .unwrap();
+        ctx.register_table(
+            "t",
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        let df = ctx
+            .sql("SELECT n * 2 AS m FROM t WHERE n % 2 = 0")
+            .await
+            .unwrap();
+        let view = Arc::new(CachedView::new(df, 2));
+        let weak = Arc::downgrade(&view);
+        ctx.register_table("v", view).unwrap();
+        let rows = ctx
+            .sql("SELECT count(*) AS c, sum(m) AS s FROM v")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let c = rows[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        let s = rows[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        // 500 even numbers 0..998, doubled: 2 × (0 + 2 + … + 998) = 2 × 249 500.
+        assert_eq!((c.value(0), s.value(0)), (500, 499_000));
+        assert!(weak.upgrade().is_some(), "the session holds the view");
+        drop(rows);
+        drop(ctx);
+        assert!(
+            weak.upgrade().is_none(),
+            "the view (and its kept result) outlived its session"
+        );
     }
 }

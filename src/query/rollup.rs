@@ -356,6 +356,7 @@ pub async fn refresh(
             let full = step_rows >= opts.step_events.max(1);
             if full || files.peek().is_none() {
                 run_step(paths, &config, &raw, &mut state, &step, now_s, &mut report).await?;
+                log_memory();
                 state.refreshed_at = stamp.clone();
                 state.save(paths)?;
                 report.steps += 1;
@@ -565,6 +566,15 @@ async fn refresh_agent_status(
         state.tables.insert(AGENT_STATUS.to_owned(), kept);
     }
     Ok(written)
+}
+
+/// Logs the process's resident memory after a step (the figure that bounds `--step-events`).
+fn log_memory() {
+    let rss_mb = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4096 / (1 << 20));
+    debug!(rss_mb, "memory after a rollup step");
 }
 
 /// A one-column table of keys for semi joins.
