@@ -204,21 +204,7 @@ fn main() {
                 ])
                 .args(["--group-by", "team", "--format", "json"]),
         );
-        let duck = measure(
-            Command::new("python3")
-                .arg(root_dir.join("benches/duckdb_metrics.py"))
-                .arg(&lake)
-                .arg(root_dir.join("queries"))
-                .arg(&config)
-                .args([
-                    *name,
-                    f.as_str(),
-                    t.as_str(),
-                    *interval,
-                    "America/Sao_Paulo",
-                    "team",
-                ]),
-        );
+        let duck = common::duckdb_metric(&lake, &config, name, &f, &t, interval, false);
         let oj: serde_json::Value = serde_json::from_str(&ours.stdout).expect("JSON");
         let dj: serde_json::Value = serde_json::from_str(duck.stdout.trim()).expect("JSON");
         let (oc, ov) = totals(&oj);

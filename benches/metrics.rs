@@ -162,14 +162,8 @@ fn main() {
         let (oc, ov) = our_totals(&ours_json);
         worst_rss = worst_rss.max(ours.max_rss_mb);
         for &mode in modes {
-            let duck = measure(
-                Command::new("python3")
-                    .arg(root_dir.join("benches/duckdb_metrics.py"))
-                    .arg(&lake)
-                    .arg(root_dir.join("queries"))
-                    .arg(&config)
-                    .args([name, from, to, "day", "America/Sao_Paulo", "team", mode]),
-            );
+            let duck =
+                common::duckdb_metric(&lake, &config, name, from, to, "day", mode == "rollups");
             let duck_json: serde_json::Value =
                 serde_json::from_str(duck.stdout.trim()).expect("duckdb_metrics.py prints JSON");
             let dt = &duck_json["totals"];

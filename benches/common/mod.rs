@@ -215,3 +215,29 @@ pub fn latency(addr: &str, route: &str, repeat: usize) -> (u16, f64, f64, f64) {
     let q = |p: f64| times[((p * times.len() as f64) as usize).min(times.len() - 1)];
     (code, first, q(0.5), q(0.99))
 }
+
+/// Runs `benches/duckdb_metrics.py`: DuckDB computing metric `name` with our view and
+/// metric SQL over `lake`, by team in America/Sao_Paulo; `rollups` reads the derived
+/// tables from the lake's rollup files instead of computing them from the events.
+#[allow(dead_code)] // not every benchmark compares with DuckDB
+pub fn duckdb_metric(
+    lake: &Path,
+    config: &Path,
+    name: &str,
+    from: &str,
+    to: &str,
+    interval: &str,
+    rollups: bool,
+) -> Measured {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new("python3");
+    cmd.arg(root.join("benches/duckdb_metrics.py"))
+        .arg(lake)
+        .arg(root.join("queries"))
+        .arg(config)
+        .args([name, from, to, interval, "America/Sao_Paulo", "team"]);
+    if rollups {
+        cmd.arg("rollups");
+    }
+    measure(&mut cmd)
+}

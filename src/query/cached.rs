@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::MemTable;
@@ -41,18 +41,7 @@ impl CachedView {
     pub fn new(plan: DataFrame, partitions: usize) -> Self {
         // Kept as plain strings: a string view keeps the whole decoded page it points into
         // alive, and a filtered view of the events would keep every page it read.
-        let arrow = plan.schema().as_arrow();
-        let schema: SchemaRef = Arc::new(Schema::new_with_metadata(
-            arrow
-                .fields()
-                .iter()
-                .map(|f| match f.data_type() {
-                    DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
-                    _ => f.as_ref().clone(),
-                })
-                .collect::<Vec<_>>(),
-            arrow.metadata().clone(),
-        ));
+        let schema = super::without_string_views(plan.schema().as_arrow());
         CachedView {
             plan: plan.into_unoptimized_plan(),
             schema,
@@ -133,7 +122,7 @@ impl TableProvider for CachedView {
 #[cfg(test)]
 mod tests {
     use arrow::array::Int64Array;
-    use arrow::datatypes::Field;
+    use arrow::datatypes::{DataType, Field, Schema};
     use datafusion::prelude::SessionContext;
 
     use super::*;

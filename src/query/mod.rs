@@ -110,14 +110,14 @@ pub enum Rollups {
     Never,
 }
 
-/// A new session with the lake's object store, on `runtime` when given (see
-/// [`shared_runtime`]) or on a runtime of its own.
-fn new_context(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
+/// A new session with the lake's object store, on the shared caches when given or on a
+/// runtime of its own.
+fn new_context(shared: Option<SharedCaches>) -> SessionContext {
     let session = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema("supportlake", "public");
-    match runtime {
-        Some(rt) => SessionContext::new_with_config_rt(session, rt),
+    match shared {
+        Some(SharedCaches(rt)) => SessionContext::new_with_config_rt(session, rt),
         None => {
             let ctx = SessionContext::new_with_config(session);
             store::install(ctx.runtime_env().as_ref());
@@ -126,21 +126,43 @@ fn new_context(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
     }
 }
 
-/// A runtime for the successive sessions of a long-running process (the server reopens
-/// its session whenever the lake changes): the Parquet footers and file statistics it
-/// reads stay cached from one session to the next (keyed by path, size and modification
+/// The caches shared by the successive sessions of a long-running process (the server
+/// reopens its session whenever the lake changes): the Parquet footers and file statistics
+/// it reads stay cached from one session to the next (keyed by path, size and modification
 /// time, so a rewritten file is read again), while directory listings are never cached —
-/// every session lists the lake as it is.
-pub fn shared_runtime() -> Result<Arc<RuntimeEnv>> {
-    let caches = CacheManagerConfig::default()
-        .with_list_files_cache_limit(0)
-        .with_metadata_cache_limit(256 << 20)
-        .with_file_statistics_cache_limit(64 << 20);
-    let rt = RuntimeEnvBuilder::new()
-        .with_cache_manager(caches)
-        .build_arc()?;
-    store::install(rt.as_ref());
-    Ok(rt)
+/// every session lists the lake as it is. Cheap to clone.
+#[derive(Clone)]
+pub struct SharedCaches(Arc<RuntimeEnv>);
+
+impl SharedCaches {
+    pub fn new() -> Result<Self> {
+        let caches = CacheManagerConfig::default()
+            .with_list_files_cache_limit(0)
+            .with_metadata_cache_limit(256 << 20)
+            .with_file_statistics_cache_limit(64 << 20);
+        let rt = RuntimeEnvBuilder::new()
+            .with_cache_manager(caches)
+            .build_arc()?;
+        store::install(rt.as_ref());
+        Ok(SharedCaches(rt))
+    }
+}
+
+/// `schema` with its string views as plain strings (nullability and metadata kept): the
+/// form for rows kept beyond a query, since a string view pins the whole decoded page it
+/// points into.
+pub(crate) fn without_string_views(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ))
 }
 
 impl Engine {
@@ -159,14 +181,14 @@ impl Engine {
         Self::open_in(paths, config, rollups, None).await
     }
 
-    /// [`Engine::open_with`] on a given runtime (see [`shared_runtime`]).
+    /// [`Engine::open_with`] on the given [`SharedCaches`].
     pub async fn open_in(
         paths: &LakePaths,
         config: Arc<Config>,
         rollups: Rollups,
-        runtime: Option<Arc<RuntimeEnv>>,
+        shared: Option<SharedCaches>,
     ) -> Result<Self> {
-        let ctx = new_context(runtime);
+        let ctx = new_context(shared);
         register_events(&ctx, paths).await?;
         let state = match rollups {
             Rollups::Never => None,

@@ -776,7 +776,7 @@ async fn run_step(
         .await?;
     // Kept as plain strings: a string view of a filtered row keeps the whole decoded page
     // it points into alive, and a step keeps millions of such rows until its views ran.
-    let subset_schema = utf8_schema(subset.schema().inner());
+    let subset_schema = super::without_string_views(subset.schema().as_arrow());
     let subset = async {
         let mut stream = subset.execute_stream().await?;
         let mut out = Vec::new();
@@ -1020,20 +1020,6 @@ fn plain_schema(schema: &SchemaRef) -> SchemaRef {
                     t => t.clone(),
                 };
                 Field::new(f.name(), t, true)
-            })
-            .collect::<Vec<_>>(),
-    ))
-}
-
-/// `schema` with string views as plain strings, nullability kept.
-fn utf8_schema(schema: &SchemaRef) -> SchemaRef {
-    Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| match f.data_type() {
-                DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
-                _ => f.as_ref().clone(),
             })
             .collect::<Vec<_>>(),
     ))

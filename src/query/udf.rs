@@ -37,6 +37,11 @@ fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC)))
 }
 
+/// A list of instants: what `bucket_starts` and `sample_buckets` answer.
+fn ts_list_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", ts_type(), true)))
+}
+
 /// An argument as an array of µs timestamps (whatever unit or zone it came in).
 fn ts_arg(v: &ColumnarValue, rows: usize) -> Result<TimestampMicrosecondArray> {
     let arr = v.to_array(rows)?;
@@ -322,11 +327,7 @@ struct BucketStarts {
 impl ScalarUDFImpl for BucketStarts {
     udf_common!();
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::List(Arc::new(Field::new(
-            "item",
-            ts_type(),
-            true,
-        ))))
+        Ok(ts_list_type())
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
@@ -395,11 +396,7 @@ struct SampleBuckets {
 impl ScalarUDFImpl for SampleBuckets {
     udf_common!();
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::List(Arc::new(Field::new(
-            "item",
-            ts_type(),
-            true,
-        ))))
+        Ok(ts_list_type())
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;

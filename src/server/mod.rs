@@ -121,7 +121,7 @@ struct AppState {
     engine: Mutex<Option<(SessionKey, Arc<Engine>)>>,
     /// The runtime of every query session: Parquet footers and file statistics stay
     /// cached when a session is reopened.
-    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    runtime: crate::query::SharedCaches,
     /// Metric answers for the current session.
     results: results::ResultCache<Arc<crate::metrics::MetricResult>>,
     /// Rows of settled intervals ([`MetricRequest::split_at_now`]) for the current session.
@@ -394,7 +394,7 @@ impl AppState {
             &self.paths,
             Arc::clone(&self.config),
             rollups,
-            Some(Arc::clone(&self.runtime)),
+            Some(self.runtime.clone()),
         )
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
@@ -1806,7 +1806,7 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         key: opts.pseudonym_key,
         wal,
         engine: Mutex::new(None),
-        runtime: crate::query::shared_runtime().map_err(|e| ServeError::Query(e.to_string()))?,
+        runtime: crate::query::SharedCaches::new().map_err(|e| ServeError::Query(e.to_string()))?,
         results: results::ResultCache::default(),
         settled_rows: results::ResultCache::default(),
         held: results::ResultCache::default(),
