@@ -142,6 +142,23 @@ fn fixture() -> &'static Fixture {
                 extra.push(line);
             }
         }
+        // A message reported twice: loose under the customer's phone and, by another
+        // source, inside a conversation under a contact id. When the second copy arrives
+        // in a later chunk, the phone's session loses the message: a refresh has to find
+        // that customer through the message id alone.
+        for c in 0..2 {
+            for line in [
+                format!(
+                    r#"{{"id":"loose-copy-{c}","ts":"2026-11-02T10:30:00Z","type":"message.received","customer":"+551199900{c:04}","channel":"whatsapp","message_id":"wamid-copy-{c}"}}"#
+                ),
+                format!(
+                    r#"{{"id":"named-copy-{c}","ts":"2026-11-02T10:30:05Z","type":"message.received","customer":"contact-copy-{c}","channel":"whatsapp","conversation_id":"copy-conv-{c}","message_id":"wamid-copy-{c}"}}"#
+                ),
+            ] {
+                lines.push(("agent-log", line.clone()));
+                extra.push(line);
+            }
+        }
         let extra_file = dir.path().join("loose.jsonl");
         std::fs::write(&extra_file, extra.join("\n")).unwrap();
         // The reference: every event at once, computed from the events.

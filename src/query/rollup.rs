@@ -43,6 +43,7 @@ use arrow::array::{
     Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::row::{RowConverter, SortField};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -340,6 +341,17 @@ pub async fn refresh(
 
     if !new_files.is_empty() {
         let raw = Engine::open_with(paths, Arc::clone(&config), super::Rollups::Never).await?;
+        // A refresh reads few rows of every events file (the affected conversations):
+        // with the filters evaluated inside the Parquet reader, the other columns are
+        // decoded only for the rows that pass (on a year of events, the read of a day's
+        // affected conversations took 7.5 s without, 1.6 s with).
+        {
+            let state = raw.context().state_ref();
+            let mut state = state.write();
+            let parquet = &mut state.config_mut().options_mut().execution.parquet;
+            parquet.pushdown_filters = true;
+            parquet.reorder_filters = true;
+        }
         let rel: Vec<String> = new_files
             .iter()
             .map(|f| format!("events/{}/{}", f.partition, f.name))
@@ -623,6 +635,212 @@ impl Keys {
     }
 }
 
+/// One round of the closure in a single scan of every live events file: the customers
+/// of the conversations in `delta`, the conversations and loose messages of its customers,
+/// the conversations holding a copy of its loose messages, and the customers of loose
+/// messages whose id is in `named` (messages a new event reports inside a conversation).
+///
+/// Read with the Parquet reader directly rather than through a query: `kind`,
+/// `conversation_id` and `customer_key` come out as dictionaries, so each distinct value of
+/// a row group is looked up once, and the files are read in parallel.
+fn closure_round(paths: &LakePaths, delta: &Keys, named: &HashSet<String>) -> Result<Keys> {
+    let mut files = Vec::new();
+    for (part, names) in live_event_files(paths)? {
+        for name in names {
+            files.push(paths.events().join(&part).join(name));
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let sets = RoundSets {
+        convs: fast(&delta.convs),
+        customers: fast(&delta.customers),
+        loose_messages: fast(&delta.loose_messages),
+        named: fast(named),
+    };
+    let parts: Vec<Result<Keys>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let files: Vec<&PathBuf> = files.iter().skip(t).step_by(threads).collect();
+                let sets = &sets;
+                scope.spawn(move || {
+                    let mut found = Keys::default();
+                    for path in files {
+                        scan_keys(path, sets, &mut found)?;
+                    }
+                    Ok(found)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(RollupError::Invalid("a scan thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut found = Keys::default();
+    for part in parts {
+        let part = part?;
+        found.convs.extend(part.convs);
+        found.customers.extend(part.customers);
+        found.loose_messages.extend(part.loose_messages);
+    }
+    Ok(found)
+}
+
+type FastSet<'a> = HashSet<&'a str, foldhash::fast::RandomState>;
+
+fn fast(set: &HashSet<String>) -> FastSet<'_> {
+    set.iter().map(String::as_str).collect()
+}
+
+/// The keys a closure round looks for.
+struct RoundSets<'a> {
+    convs: FastSet<'a>,
+    customers: FastSet<'a>,
+    loose_messages: FastSet<'a>,
+    named: FastSet<'a>,
+}
+
+/// One file's part of [`closure_round`].
+fn scan_keys(path: &Path, sets: &RoundSets<'_>, found: &mut Keys) -> Result<()> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int32Type;
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+
+    const COLUMNS: [&str; 4] = ["kind", "conversation_id", "customer_key", "message_id"];
+    let file = File::open(path).map_err(|e| LakeError::io(path, e))?;
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+        .map_err(|e| LakeError::parquet(path, e))?;
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let hint: Vec<Field> = meta
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "kind" | "conversation_id" | "customer_key" if f.data_type() == &DataType::Utf8 => {
+                f.as_ref().clone().with_data_type(dictionary.clone())
+            }
+            "message_id" if f.data_type() == &DataType::Utf8 => {
+                f.as_ref().clone().with_data_type(DataType::Utf8View)
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let meta = ArrowReaderMetadata::try_new(
+        Arc::clone(meta.metadata()),
+        ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(hint))),
+    )
+    .map_err(|e| LakeError::parquet(path, e))?;
+    let idx = COLUMNS
+        .iter()
+        .map(|n| {
+            meta.schema()
+                .index_of(n)
+                .map_err(|_| RollupError::Invalid(format!("{}: no column {n}", path.display())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mask = parquet::arrow::ProjectionMask::roots(meta.parquet_schema(), idx);
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| LakeError::parquet(path, e))?;
+    let not_dictionary =
+        |n: &str| RollupError::Invalid(format!("{}: {n} is not a string column", path.display()));
+    for b in reader {
+        let b = b.map_err(|e| LakeError::parquet(path, e.into()))?;
+        let col = |n: &str| column(&b, n);
+        let kind = col("kind")?
+            .as_dictionary_opt::<Int32Type>()
+            .ok_or_else(|| not_dictionary("kind"))?;
+        let conv = col("conversation_id")?
+            .as_dictionary_opt::<Int32Type>()
+            .ok_or_else(|| not_dictionary("conversation_id"))?;
+        let cust = col("customer_key")?
+            .as_dictionary_opt::<Int32Type>()
+            .ok_or_else(|| not_dictionary("customer_key"))?;
+        let msg = col("message_id")?
+            .as_string_view_opt()
+            .ok_or_else(|| not_dictionary("message_id"))?;
+        let kind_values = kind
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(|| not_dictionary("kind"))?;
+        let conv_values = conv
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(|| not_dictionary("conversation_id"))?;
+        let cust_values = cust
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(|| not_dictionary("customer_key"))?;
+        // Per dictionary value: 0 = not a conversation event, 1 = one, 2 = a customer
+        // message (kinds as in CONVERSATION_KINDS and LOOSE).
+        let kind_class: Vec<u8> = kind_values
+            .iter()
+            .map(|k| match k {
+                None | Some("agent_status" | "message_status") => 0,
+                Some("message_in" | "message_out") => 2,
+                Some(_) => 1,
+            })
+            .collect();
+        let in_set = |values: &StringArray, set: &FastSet<'_>| -> Vec<bool> {
+            values
+                .iter()
+                .map(|v| v.is_some_and(|v| set.contains(v)))
+                .collect()
+        };
+        let conv_hit = in_set(conv_values, &sets.convs);
+        let cust_hit = in_set(cust_values, &sets.customers);
+        let (kind_keys, conv_keys, cust_keys) = (kind.keys(), conv.keys(), cust.keys());
+        for i in 0..b.num_rows() {
+            let class = if kind_keys.is_valid(i) {
+                kind_class[kind_keys.value(i) as usize]
+            } else {
+                0
+            };
+            if class == 0 {
+                continue;
+            }
+            let c = conv_keys.is_valid(i).then(|| conv_keys.value(i) as usize);
+            let k = cust_keys.is_valid(i).then(|| cust_keys.value(i) as usize);
+            let m = msg.is_valid(i).then(|| msg.value(i));
+            match (c, k) {
+                (Some(c), Some(k)) => {
+                    if conv_hit[c] {
+                        found.customers.insert(cust_values.value(k).to_owned());
+                    }
+                    if cust_hit[k] {
+                        found.convs.insert(conv_values.value(c).to_owned());
+                    }
+                }
+                (None, Some(k)) if class == 2 => {
+                    if let Some(m) = m {
+                        if cust_hit[k] {
+                            found.loose_messages.insert(m.to_owned());
+                        }
+                        if sets.named.contains(m) {
+                            found.customers.insert(cust_values.value(k).to_owned());
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let (Some(c), Some(m)) = (c, m)
+                && !sets.loose_messages.is_empty()
+                && sets.loose_messages.contains(m)
+            {
+                found.convs.insert(conv_values.value(c).to_owned());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Customer messages a source reported without a conversation.
 const LOOSE: &str = "AND conversation_id IS NULL AND kind IN ('message_in', 'message_out')";
 const CONVERSATION_KINDS: &str = "kind NOT IN ('agent_status', 'message_status')";
@@ -638,8 +856,8 @@ async fn run_step(
 ) -> Result<()> {
     let ctx = raw.context();
     // 1. Seeds from the new files alone: their conversations, customers and loose
-    // messages, and the customers whose loose copy of a message a new event now reports
-    // inside a conversation.
+    // messages, and the ids of the messages they report inside a conversation (whose loose
+    // copies' customers the first closure round adds).
     let t0 = Instant::now();
     let rel: Vec<String> = step
         .iter()
@@ -667,95 +885,39 @@ async fn run_step(
             ),
         )
         .await?;
-        ctx.register_table("_rollup_m", keys_table(&named)?)?;
-        let holders = distinct(
-            ctx,
-            &format!(
-                "SELECT DISTINCT customer_key FROM events WHERE customer_key IS NOT NULL {LOOSE} \
-                   AND message_id IN (SELECT k FROM _rollup_m)"
-            ),
-        )
-        .await;
-        ctx.deregister_table("_rollup_m")?;
-        delta.customers.extend(holders?);
-        Ok::<_, RollupError>(())
+        Ok::<_, RollupError>(named)
     }
     .await;
     ctx.deregister_table("_rollup_new")?;
-    seeded?;
+    let mut named = seeded?;
     let t_seeds = t0.elapsed();
 
-    // 2. Closure over every event, one round per growth: customers of the conversations,
+    // 2. Closure over every event, one scan per round: customers of the conversations,
     // conversations and loose messages of the customers, conversations holding a copy of a
-    // loose message.
+    // loose message; in the first round also the customers whose loose copy of a message
+    // a new event now reports inside a conversation.
     let mut rounds = 0;
-    while !delta.is_empty() {
+    while !delta.is_empty() || !named.is_empty() {
         rounds += 1;
         keys.convs.extend(delta.convs.iter().cloned());
         keys.customers.extend(delta.customers.iter().cloned());
         keys.loose_messages
             .extend(delta.loose_messages.iter().cloned());
-        ctx.register_table("_rollup_c", keys_table(&delta.convs)?)?;
-        ctx.register_table("_rollup_k", keys_table(&delta.customers)?)?;
-        ctx.register_table("_rollup_m", keys_table(&delta.loose_messages)?)?;
-        let found = async {
-            let q = |col: &str, cond: &str| {
-                format!(
-                    "SELECT DISTINCT {col} FROM events WHERE {CONVERSATION_KINDS} \
-                       AND {col} IS NOT NULL {cond}"
-                )
-            };
-            let customers = distinct(
-                ctx,
-                &q(
-                    "customer_key",
-                    "AND conversation_id IN (SELECT k FROM _rollup_c)",
-                ),
-            )
-            .await?;
-            let mut convs = distinct(
-                ctx,
-                &q(
-                    "conversation_id",
-                    "AND customer_key IN (SELECT k FROM _rollup_k)",
-                ),
-            )
-            .await?;
-            let loose = distinct(
-                ctx,
-                &q(
-                    "message_id",
-                    &format!("{LOOSE} AND customer_key IN (SELECT k FROM _rollup_k)"),
-                ),
-            )
-            .await?;
-            convs.extend(
-                distinct(
-                    ctx,
-                    &q(
-                        "conversation_id",
-                        "AND message_id IN (SELECT k FROM _rollup_m)",
-                    ),
-                )
-                .await?,
-            );
-            Ok::<_, RollupError>((customers, convs, loose))
-        }
-        .await;
-        for t in ["_rollup_c", "_rollup_k", "_rollup_m"] {
-            ctx.deregister_table(t)?;
-        }
-        let (customers, convs, loose) = found?;
+        let found = closure_round(paths, &delta, &named)?;
+        named.clear();
         delta = Keys {
-            convs: convs
+            convs: found
+                .convs
                 .into_iter()
                 .filter(|c| !keys.convs.contains(c))
                 .collect(),
-            customers: customers
+            customers: found
+                .customers
                 .into_iter()
                 .filter(|c| !keys.customers.contains(c))
                 .collect(),
-            loose_messages: loose
+            loose_messages: found
+                .loose_messages
                 .into_iter()
                 .filter(|m| !keys.loose_messages.contains(m))
                 .collect(),
@@ -900,6 +1062,7 @@ async fn run_step(
                 files.drain(..).partition(|f| f.starts_with(&prefix));
             *files = rest;
             let mut out: Vec<RecordBatch> = Vec::new();
+            let mut removed: Vec<RecordBatch> = Vec::new();
             for rel in &old {
                 for b in read_columns(&paths.root().join(rel), &[])? {
                     let b = plain_batch(&b, schema)?;
@@ -911,13 +1074,30 @@ async fn run_step(
                     if kept.num_rows() > 0 {
                         out.push(kept);
                     }
+                    let gone =
+                        arrow::compute::filter_record_batch(&b, &arrow::compute::not(&keep)?)?;
+                    if gone.num_rows() > 0 {
+                        removed.push(gone);
+                    }
                 }
+            }
+            let added = by_day.remove(&day).unwrap_or_default();
+            // Most recomputed conversations come out as they were (a customer's old
+            // conversations are recomputed whenever she writes again): a partition whose
+            // replaced rows equal its new rows keeps its file, so the refresh writes only
+            // what changed and readers keep their cached footers.
+            if !old.is_empty() && same_rows(schema, &removed, &added)? {
+                files.extend(old);
+                continue;
+            }
+            for rel in &old {
                 state.retired.push(Retired {
                     path: rel.clone(),
                     since,
                 });
             }
-            out.extend(by_day.remove(&day).unwrap_or_default());
+            report.partitions_rewritten += 1;
+            out.extend(added);
             if out.iter().map(|b| b.num_rows()).sum::<usize>() > 0 {
                 let rel = format!("{prefix}{generation:020}.parquet");
                 write_batches_file(&paths.root().join(&rel), Arc::clone(schema), &out)?;
@@ -927,7 +1107,6 @@ async fn run_step(
         }
         files.sort();
     }
-    report.partitions_rewritten += days.len();
     debug!(
         files = step.len(),
         rounds,
@@ -947,6 +1126,30 @@ async fn run_step(
             .insert(f.name.clone());
     }
     Ok(())
+}
+
+/// Whether two sets of rows of one schema hold the same rows, in any order.
+fn same_rows(schema: &SchemaRef, a: &[RecordBatch], b: &[RecordBatch]) -> Result<bool> {
+    let count = |x: &[RecordBatch]| x.iter().map(|b| b.num_rows()).sum::<usize>();
+    if count(a) != count(b) {
+        return Ok(false);
+    }
+    let fields = schema
+        .fields()
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(fields)?;
+    let rows = |x: &[RecordBatch]| -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::with_capacity(count(x));
+        for batch in x {
+            let rows = converter.convert_columns(batch.columns())?;
+            out.extend(rows.iter().map(|r| r.as_ref().to_vec()));
+        }
+        out.sort_unstable();
+        Ok(out)
+    };
+    Ok(rows(a)? == rows(b)?)
 }
 
 /// The partition of a rollup file path `table/date=D/name`.
