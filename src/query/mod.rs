@@ -219,6 +219,7 @@ impl Engine {
         for f in udf::all(Arc::clone(&config)) {
             ctx.register_udf(f);
         }
+        udf::install_utc_date_trunc(&ctx);
         ctx.register_batch("settings", settings_batch(&config)?)?;
         ctx.register_batch("sla_policies", policies_batch(&config)?)?;
         for (name, sql) in catalog::VIEWS {

@@ -388,6 +388,7 @@ impl Analyst {
         for f in udf::all(Arc::clone(&self.config)) {
             ctx.register_udf(f);
         }
+        udf::install_utc_date_trunc(&ctx);
         if flavor == Flavor::Postgres {
             datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
                 &ctx,
