@@ -28,6 +28,7 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -353,7 +354,16 @@ impl Analyst {
     ) -> Result<SessionContext, SandboxError> {
         let timeout = self.limits.timeout;
         let df = |e| SandboxError::from_datafusion(e, timeout);
+        // The Parquet footers the engine has read stay cached for analyst queries too
+        // (keyed by path, size and modification time); each query used to parse every
+        // footer again in a runtime of its own.
+        let caches = &engine.context().runtime_env().cache_manager;
         let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(
+                CacheManagerConfig::default()
+                    .with_file_metadata_cache(Some(caches.get_file_metadata_cache()))
+                    .with_metadata_cache_limit(caches.get_metadata_cache_limit()),
+            )
             .with_memory_pool(Arc::clone(&self.pool))
             .with_disk_manager_builder(
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
