@@ -939,12 +939,36 @@ async fn run_step(
     // Kept as plain strings: a string view of a filtered row keeps the whole decoded page
     // it points into alive, and a step keeps millions of such rows until its views ran.
     let subset_schema = super::without_string_views(subset.schema().as_arrow());
+    // Filtered inside the Parquet reader, the rows come in many small batches; the views
+    // run over them several times, so they are joined into batches of the session's size.
+    let batch_rows = ctx.copied_config().batch_size().max(1);
+    let mut read_batches = 0usize;
     let subset = async {
         let mut stream = subset.execute_stream().await?;
         let mut out = Vec::new();
+        let mut pending: Vec<RecordBatch> = Vec::new();
+        let mut pending_rows = 0;
+        let flush = |pending: &mut Vec<RecordBatch>, out: &mut Vec<RecordBatch>| {
+            if !pending.is_empty() {
+                out.push(arrow::compute::concat_batches(
+                    &subset_schema,
+                    pending.iter(),
+                )?);
+                pending.clear();
+            }
+            Ok::<_, RollupError>(())
+        };
         while let Some(b) = futures::StreamExt::next(&mut stream).await {
-            out.push(plain_batch(&b?, &subset_schema)?);
+            let b = plain_batch(&b?, &subset_schema)?;
+            read_batches += 1;
+            pending_rows += b.num_rows();
+            pending.push(b);
+            if pending_rows >= batch_rows {
+                flush(&mut pending, &mut out)?;
+                pending_rows = 0;
+            }
         }
+        flush(&mut pending, &mut out)?;
         Ok::<_, RollupError>(out)
     }
     .await;
@@ -1114,6 +1138,7 @@ async fn run_step(
         seeds_s = t_seeds.as_secs_f64(),
         closure_s = t_closure.as_secs_f64(),
         subset_s = t_subset.as_secs_f64(),
+        subset_batches = read_batches,
         views_s = t_views.as_secs_f64(),
         write_s = (t0.elapsed() - t_seeds - t_closure - t_subset - t_views).as_secs_f64(),
         "rollup step"
