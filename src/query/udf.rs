@@ -474,81 +474,32 @@ pub fn all(config: Arc<Config>) -> Vec<ScalarUDF> {
     ]
 }
 
-/// Replaces the session's `date_trunc` with [`UtcDateTrunc`].
-pub fn install_utc_date_trunc(ctx: &datafusion::prelude::SessionContext) {
+/// What a [`Wrapped`] function does when evaluated, in place of the function it wraps
+/// (which it may still call).
+pub(crate) trait Interceptor:
+    std::fmt::Debug + PartialEq + Eq + Hash + Send + Sync + 'static
+{
+    fn invoke(&self, inner: &ScalarUDF, args: ScalarFunctionArgs) -> Result<ColumnarValue>;
+}
+
+/// A function of a session with everything but its evaluation — name, signature, types,
+/// ordering, documentation — taken from the function it wraps.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Wrapped<I> {
+    inner: ScalarUDF,
+    hook: I,
+}
+
+/// Replaces the session's function `name` (if it has one) with it wrapped in `hook`.
+pub(crate) fn wrap(ctx: &datafusion::prelude::SessionContext, name: &str, hook: impl Interceptor) {
     use datafusion::execution::FunctionRegistry;
-    if let Ok(inner) = ctx.udf("date_trunc") {
-        let inner = Arc::clone(inner.inner());
-        ctx.register_udf(ScalarUDF::new_from_impl(UtcDateTrunc { inner }));
+    if let Ok(inner) = ctx.udf(name) {
+        let inner = inner.as_ref().clone();
+        ctx.register_udf(ScalarUDF::new_from_impl(Wrapped { inner, hook }));
     }
 }
 
-/// DataFusion's `date_trunc`, with timestamps in UTC truncated as the timestamps without a
-/// zone they equal. Every timestamp of the lake is in UTC; DataFusion takes its calendar
-/// path for a zoned timestamp even when the zone is UTC, which converts each value through
-/// the zone database (and in 55.x formats an error message per row whether or not it is
-/// needed) — about a third of an analyst's `GROUP BY date_trunc('day', ts)`. In UTC both
-/// paths give the same instants; other zones and types go to DataFusion's function as is.
-#[derive(Debug)]
-struct UtcDateTrunc {
-    inner: Arc<dyn ScalarUDFImpl>,
-}
-
-impl PartialEq for UtcDateTrunc {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner.name() == other.inner.name()
-    }
-}
-impl Eq for UtcDateTrunc {}
-impl Hash for UtcDateTrunc {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.inner.name().hash(state);
-    }
-}
-
-/// Whether a time zone name is UTC itself.
-fn is_utc(tz: &str) -> bool {
-    matches!(
-        tz,
-        "UTC" | "utc" | "Z" | "+00:00" | "+00" | "+0000" | "Etc/UTC"
-    )
-}
-
-/// The same timestamps with another zone (metadata only).
-fn with_zone(a: &ArrayRef, tz: Option<Arc<str>>) -> Option<ArrayRef> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::{
-        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-        TimestampSecondType,
-    };
-    let DataType::Timestamp(unit, _) = a.data_type() else {
-        return None;
-    };
-    Some(match unit {
-        TimeUnit::Second => Arc::new(
-            a.as_primitive::<TimestampSecondType>()
-                .clone()
-                .with_timezone_opt(tz),
-        ),
-        TimeUnit::Millisecond => Arc::new(
-            a.as_primitive::<TimestampMillisecondType>()
-                .clone()
-                .with_timezone_opt(tz),
-        ),
-        TimeUnit::Microsecond => Arc::new(
-            a.as_primitive::<TimestampMicrosecondType>()
-                .clone()
-                .with_timezone_opt(tz),
-        ),
-        TimeUnit::Nanosecond => Arc::new(
-            a.as_primitive::<TimestampNanosecondType>()
-                .clone()
-                .with_timezone_opt(tz),
-        ),
-    })
-}
-
-impl ScalarUDFImpl for UtcDateTrunc {
+impl<I: Interceptor> ScalarUDFImpl for Wrapped<I> {
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -570,22 +521,78 @@ impl ScalarUDFImpl for UtcDateTrunc {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         self.inner.coerce_types(arg_types)
     }
+    fn short_circuits(&self) -> bool {
+        self.inner.short_circuits()
+    }
     fn output_ordering(
         &self,
         inputs: &[datafusion::logical_expr::sort_properties::ExprProperties],
     ) -> Result<datafusion::logical_expr::sort_properties::SortProperties> {
-        self.inner.output_ordering(inputs)
+        self.inner.inner().output_ordering(inputs)
     }
     fn preserves_lex_ordering(
         &self,
         inputs: &[datafusion::logical_expr::sort_properties::ExprProperties],
     ) -> Result<bool> {
-        self.inner.preserves_lex_ordering(inputs)
+        self.inner.inner().preserves_lex_ordering(inputs)
     }
     fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
         self.inner.documentation()
     }
-    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.hook.invoke(&self.inner, args)
+    }
+}
+
+/// Replaces the session's `date_trunc` with one that takes the [`UtcDateTrunc`] path.
+pub fn install_utc_date_trunc(ctx: &datafusion::prelude::SessionContext) {
+    wrap(ctx, "date_trunc", UtcDateTrunc);
+}
+
+/// DataFusion's `date_trunc`, with timestamps in UTC truncated as the timestamps without a
+/// zone they equal. Every timestamp of the lake is in UTC; DataFusion takes its calendar
+/// path for a zoned timestamp even when the zone is UTC, which converts each value through
+/// the zone database (and in 55.x formats an error message per row whether or not it is
+/// needed) — about a third of an analyst's `GROUP BY date_trunc('day', ts)`. In UTC both
+/// paths give the same instants; other zones and types go to DataFusion's function as is.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct UtcDateTrunc;
+
+/// Whether a time zone name is UTC itself.
+fn is_utc(tz: &str) -> bool {
+    matches!(
+        tz,
+        "UTC" | "utc" | "Z" | "+00:00" | "+00" | "+0000" | "Etc/UTC"
+    )
+}
+
+/// The same timestamps labelled with another zone (no values change, nothing is copied).
+fn with_zone(a: &ArrayRef, tz: Option<Arc<str>>) -> Result<ArrayRef> {
+    let DataType::Timestamp(unit, _) = a.data_type() else {
+        return exec_err!("date_trunc: {} is not a timestamp", a.data_type());
+    };
+    let data = a
+        .to_data()
+        .into_builder()
+        .data_type(DataType::Timestamp(*unit, tz))
+        .build()?;
+    Ok(arrow::array::make_array(data))
+}
+
+/// A field of a zoned timestamp as the same field without the zone.
+fn without_zone(f: &arrow::datatypes::FieldRef) -> arrow::datatypes::FieldRef {
+    match f.data_type() {
+        DataType::Timestamp(unit, Some(_)) => Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(DataType::Timestamp(*unit, None)),
+        ),
+        _ => Arc::clone(f),
+    }
+}
+
+impl Interceptor for UtcDateTrunc {
+    fn invoke(&self, inner: &ScalarUDF, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let zone = match args.args.get(1) {
             Some(ColumnarValue::Array(a)) => match a.data_type() {
                 DataType::Timestamp(_, Some(tz)) if is_utc(tz) => Some(Arc::clone(tz)),
@@ -594,34 +601,17 @@ impl ScalarUDFImpl for UtcDateTrunc {
             _ => None,
         };
         let Some(zone) = zone else {
-            return self.inner.invoke_with_args(args);
+            return inner.invoke_with_args(args);
         };
-        let ColumnarValue::Array(a) = &args.args[1] else {
-            return self.inner.invoke_with_args(args);
-        };
-        let Some(naive) = with_zone(a, None) else {
-            return self.inner.invoke_with_args(args);
-        };
-        let naive_field = |f: &arrow::datatypes::FieldRef| -> arrow::datatypes::FieldRef {
-            match f.data_type() {
-                DataType::Timestamp(unit, Some(_)) => Arc::new(
-                    f.as_ref()
-                        .clone()
-                        .with_data_type(DataType::Timestamp(*unit, None)),
-                ),
-                _ => Arc::clone(f),
-            }
-        };
-        args.args[1] = ColumnarValue::Array(naive);
-        if let Some(f) = args.arg_fields.get_mut(1) {
-            *f = naive_field(f);
+        if let ColumnarValue::Array(a) = &args.args[1] {
+            args.args[1] = ColumnarValue::Array(with_zone(a, None)?);
         }
-        args.return_field = naive_field(&args.return_field);
-        match self.inner.invoke_with_args(args)? {
-            ColumnarValue::Array(out) => match with_zone(&out, Some(zone)) {
-                Some(zoned) => Ok(ColumnarValue::Array(zoned)),
-                None => exec_err!("date_trunc returned {} for a timestamp", out.data_type()),
-            },
+        if let Some(f) = args.arg_fields.get_mut(1) {
+            *f = without_zone(f);
+        }
+        args.return_field = without_zone(&args.return_field);
+        match inner.invoke_with_args(args)? {
+            ColumnarValue::Array(out) => Ok(ColumnarValue::Array(with_zone(&out, Some(zone))?)),
             ColumnarValue::Scalar(s) => exec_err!(
                 "date_trunc returned a scalar {} for an array",
                 s.data_type()

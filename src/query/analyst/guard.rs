@@ -11,14 +11,12 @@
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use arrow::compute::kernels::length::length;
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, FieldRef, IntervalMonthDayNanoType, TimeUnit};
+use arrow::datatypes::{DataType, IntervalMonthDayNanoType, TimeUnit};
 use datafusion::common::{DataFusionError, Result, exec_err};
-use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature,
-};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF};
 use datafusion::prelude::SessionContext;
+
+use crate::query::udf::{Interceptor, wrap};
 
 /// Largest value (string bytes or list elements) one row may produce.
 pub const MAX_VALUE: i64 = 16 << 20;
@@ -54,47 +52,18 @@ const GUARDED: &[(&str, Rule)] = &[
 /// Replaces each guarded function of `ctx` with its wrapped form.
 pub fn install(ctx: &SessionContext) {
     for (name, rule) in GUARDED {
-        if let Ok(inner) = ctx.udf(name) {
-            let inner = inner.as_ref().clone();
-            ctx.register_udf(ScalarUDF::new_from_impl(Guarded { inner, rule: *rule }));
-        }
+        wrap(ctx, name, Guard(*rule));
     }
 }
 
+/// Checks the size a guarded function would build before it runs.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Guarded {
-    inner: ScalarUDF,
-    rule: Rule,
-}
+struct Guard(Rule);
 
-impl ScalarUDFImpl for Guarded {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn aliases(&self) -> &[String] {
-        self.inner.aliases()
-    }
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arg_types)
-    }
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        self.inner.return_field_from_args(args)
-    }
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        self.inner.coerce_types(arg_types)
-    }
-    fn short_circuits(&self) -> bool {
-        self.inner.short_circuits()
-    }
-    fn documentation(&self) -> Option<&Documentation> {
-        self.inner.documentation()
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+impl Interceptor for Guard {
+    fn invoke(&self, inner: &ScalarUDF, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
-        let per_row = match self.rule {
+        let per_row = match self.0 {
             Rule::Repeat => product(ints(&args.args, 1, n)?, byte_lengths(&args.args, 0, n)?),
             Rule::Pad => ints(&args.args, 1, n)?.map(|a| scale(&a, 4)),
             Rule::ArrayRepeat => ints(&args.args, 1, n)?,
@@ -110,7 +79,7 @@ impl ScalarUDFImpl for Guarded {
                 if v > MAX_VALUE {
                     return exec_err!(
                         "{}() would build a value of about {v} bytes or elements; the analyst sandbox allows {MAX_VALUE}",
-                        self.name()
+                        inner.name()
                     );
                 }
                 total = total.saturating_add(v.max(0));
@@ -118,11 +87,11 @@ impl ScalarUDFImpl for Guarded {
             if total > MAX_BATCH {
                 return exec_err!(
                     "{}() would build about {total} bytes or elements in one batch; the analyst sandbox allows {MAX_BATCH}",
-                    self.name()
+                    inner.name()
                 );
             }
         }
-        self.inner.invoke_with_args(args)
+        inner.invoke_with_args(args)
     }
 }
 
