@@ -17,6 +17,7 @@
 pub mod analyst;
 pub mod cached;
 pub mod catalog;
+pub(crate) mod files;
 pub mod rollup;
 pub mod store;
 pub mod udf;

@@ -46,16 +46,13 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::prelude::SessionContext;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
+use super::files::FilesTable;
 use super::{Engine, QueryError, catalog};
 use crate::config::Config;
 use crate::lake::compact::event_partitions;
@@ -180,7 +177,8 @@ pub(crate) fn usable_state(
     Some(state)
 }
 
-/// A table over the manifest's files of `table` (or an empty one).
+/// A table over the manifest's files of `table` (or an empty one). Files retention has
+/// dropped since the last refresh are left out.
 pub(crate) async fn table_provider(
     ctx: &SessionContext,
     paths: &LakePaths,
@@ -188,44 +186,24 @@ pub(crate) async fn table_provider(
     table: &str,
     schema: SchemaRef,
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
-    // Files retention has dropped since the last refresh are left out.
-    let files: Vec<String> = state
+    let files = state
         .tables
         .get(table)
-        .map(|v| {
-            v.iter()
-                .filter(|f| paths.root().join(f).is_file())
-                .cloned()
-                .collect()
-        })
+        .map(Vec::as_slice)
         .unwrap_or_default();
-    if files.is_empty() {
-        return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
-    }
-    files_table(ctx, paths.root(), &files, schema).await
+    let provider = FilesTable::open(ctx, paths.root(), files, schema).await?;
+    debug!(table, files = provider.file_count(), "rollup table");
+    Ok(Arc::new(provider))
 }
 
-/// A listing table over explicit files (relative to `root`), no partition columns.
+/// A table over explicit files (relative to `root`), no partition columns.
 async fn files_table(
     ctx: &SessionContext,
     root: &Path,
     files: &[String],
     schema: SchemaRef,
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
-    let root = std::path::absolute(root)
-        .map_err(|e| QueryError::Location(root.display().to_string(), e.to_string()))?;
-    let urls = files
-        .iter()
-        .map(|f| ListingTableUrl::parse(root.join(f).display().to_string()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .with_schema(schema);
-    Ok(Arc::new(ListingTable::try_new(config)?.with_cache(
-        ctx.runtime_env().cache_manager.get_file_statistic_cache(),
-    )))
+    Ok(Arc::new(FilesTable::open(ctx, root, files, schema).await?))
 }
 
 /// Tunables of a refresh.
