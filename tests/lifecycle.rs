@@ -455,3 +455,115 @@ fn serve_refreshes_rollups_after_flushes_and_compacts_in_the_background() {
     let v = get_json(&s.http, path);
     assert_eq!(v["series"][0]["points"][0]["count"], 10, "{v}");
 }
+
+/// The server keeps the rows of ended intervals across rollup refreshes and asks again only
+/// for the intervals from the first partition a refresh changed. After a new conversation
+/// on the last day, and after a late reply on the first day, a question asked before
+/// answers exactly what a question never asked before answers.
+#[test]
+fn kept_interval_rows_follow_every_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let lake = dir.path().join("lake");
+    let auth = format!("Bearer {INGEST}");
+    // A conversation opened at `hour`:00Z on `day`, queued 10 s later and answered
+    // `reply_s` seconds after that.
+    let conversation = |id: &str, day: &str, hour: u32, reply_s: u32| {
+        format!(
+            "{{\"id\":\"o-{id}\",\"ts\":\"{day}T{hour:02}:00:00Z\",\"type\":\"conversation.opened\",\"conversation_id\":\"{id}\",\"team\":\"t\"}}\n\
+             {{\"id\":\"q-{id}\",\"ts\":\"{day}T{hour:02}:00:10Z\",\"type\":\"conversation.queued\",\"conversation_id\":\"{id}\",\"team\":\"t\"}}\n\
+             {{\"id\":\"m-{id}\",\"ts\":\"{day}T{hour:02}:{:02}:{:02}Z\",\"type\":\"message.sent\",\"author\":\"agent\",\"agent_id\":\"a\",\"conversation_id\":\"{id}\",\"team\":\"t\"}}\n",
+            (10 + reply_s) / 60,
+            (10 + reply_s) % 60,
+        )
+    };
+    // The first three conversations are ingested with their rollups before the server
+    // starts, so every session of the server reads rollups.
+    let first = dir.path().join("first.jsonl");
+    std::fs::write(
+        &first,
+        conversation("c2", "2026-11-02", 15, 60)
+            + &conversation("c3", "2026-11-03", 15, 120)
+            + &conversation("c4", "2026-11-04", 15, 180),
+    )
+    .unwrap();
+    ingest_quiet(&lake, &[first], &["--config", cfg.to_str().unwrap()]);
+    let s = serve(&lake, &cfg, &["--compact-interval", "0s"]);
+    let post = |body: String| {
+        let (status, _, b) = request(
+            &s.http,
+            "POST",
+            "/ingest/events",
+            &[("Authorization", &auth)],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&b));
+    };
+    let series = |v: &serde_json::Value| v["series"].clone();
+    let day_point = |v: &serde_json::Value, day: &str| {
+        v["series"][0]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["start"].as_str().unwrap().starts_with(day))
+            .cloned()
+            .unwrap()
+    };
+    // Asked again after every change: its rows are kept from one state to the next.
+    let kept = "/api/v1/metrics/wait?from=2026-11-02&to=2026-11-06&interval=day";
+    // A question of the same answer never asked before (its start differs by seconds).
+    let asked = std::cell::Cell::new(0u32);
+    let fresh = || {
+        asked.set(asked.get() + 1);
+        let n = asked.get();
+        get_json(
+            &s.http,
+            &format!(
+                "/api/v1/metrics/wait?from=2026-11-02T00:{:02}:{:02}-03:00&to=2026-11-06&interval=day",
+                n / 60,
+                n % 60
+            ),
+        )
+    };
+    let reused = || -> u64 {
+        let (_, _, body) = request(&s.http, "GET", "/metrics", &[], b"");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix("supportlake_query_kept_rows_reused_total "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+
+    let v = get_json(&s.http, kept);
+    assert_eq!(day_point(&v, "2026-11-02")["value"], 60.0, "{v}");
+    assert_eq!(day_point(&v, "2026-11-03")["value"], 120.0, "{v}");
+    assert_eq!(series(&v), series(&fresh()));
+    let before = reused();
+
+    // A new conversation at 01:00Z on 11-04 — 22:00 on 11-03 in São Paulo: its partition is
+    // the UTC day 11-04, its interval the local day 11-03. The rows of 11-02 stay; 11-03 on
+    // are asked again.
+    post(conversation("c3b", "2026-11-04", 1, 300));
+    wait_for("the new conversation", || {
+        day_point(&fresh(), "2026-11-03")["count"] == 2
+    });
+    let v = get_json(&s.http, kept);
+    // 11-03: (120 + 300) / 2 = 210 s over two conversations.
+    assert_eq!(day_point(&v, "2026-11-03")["value"], 210.0, "{v}");
+    assert_eq!(series(&v), series(&fresh()));
+    assert!(reused() > before, "the kept rows were not used");
+
+    // A late, earlier reply in the first day's conversation: everything is asked again.
+    post(
+        "{\"id\":\"m-c2-early\",\"ts\":\"2026-11-02T15:00:40Z\",\"type\":\"message.sent\",\"author\":\"agent\",\"agent_id\":\"a\",\"conversation_id\":\"c2\",\"team\":\"t\"}\n"
+            .to_string(),
+    );
+    wait_for("the late reply", || {
+        day_point(&fresh(), "2026-11-02")["value"] == 30.0
+    });
+    let v = get_json(&s.http, kept);
+    // 11-02: the reply 30 s after queueing is now the first one.
+    assert_eq!(day_point(&v, "2026-11-02")["value"], 30.0, "{v}");
+    assert_eq!(series(&v), series(&fresh()));
+}

@@ -246,26 +246,60 @@ pub struct MetricRequest {
 }
 
 impl MetricRequest {
-    /// For a metric that [settles](Metric::settles), asked over a range that runs past
-    /// "now": the same question over the intervals that ended by now — asked with "now" at
-    /// their end, so its answer stays valid and can be kept — and over the rest (the
-    /// interval holding now onwards). `None` when there is no completed interval to split
-    /// off.
-    pub fn split_at_now(&self) -> Option<(MetricRequest, MetricRequest)> {
-        if !self.metric.settles() || self.now >= self.to {
+    /// For answers kept across states of the lake (the server's carried rows): the same
+    /// question over the whole intervals that ended by the earlier of "now" and the range's
+    /// end — asked with "now" at their end — and over the rest, if any. Each interval's
+    /// rows depend only on what happened in it (and, for a metric that settles, not on a
+    /// later "now"), so the two answers shaped together are the answer to the whole
+    /// question, and the first can be kept in parts: its intervals before an instant stay
+    /// right while nothing before that instant changes. `None` for a metric whose rows read
+    /// "now" without settling, or when no whole interval has ended inside the range.
+    pub fn split_for_carry(&self) -> Option<(MetricRequest, Option<MetricRequest>)> {
+        if self.metric.reads_now() && !self.metric.settles() {
             return None;
         }
-        let cut = self.interval.start_of(self.now.timestamp_micros(), self.tz);
-        let cut = DateTime::<Utc>::from_timestamp_micros(cut)?;
+        let end = self.now.min(self.to).timestamp_micros();
+        let cut = DateTime::<Utc>::from_timestamp_micros(self.interval.start_of(end, self.tz))?;
         if cut <= self.from {
             return None;
         }
-        let mut settled = self.clone();
-        settled.to = cut;
-        settled.now = cut;
-        let mut rest = self.clone();
-        rest.from = cut;
-        Some((settled, rest))
+        let mut ended = self.clone();
+        ended.to = cut;
+        ended.now = cut;
+        let rest = (cut < self.to).then(|| {
+            let mut rest = self.clone();
+            rest.from = cut;
+            rest
+        });
+        Some((ended, rest))
+    }
+
+    /// The same question over `[from, to)` of whole intervals that ended, asked with "now"
+    /// at `to` (see [`Self::split_for_carry`]); `None` when the span is empty.
+    pub fn span(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<MetricRequest> {
+        (from < to).then(|| {
+            let mut part = self.clone();
+            part.from = from;
+            part.to = to;
+            part.now = to;
+            part
+        })
+    }
+
+    /// Names the question of [`Self::split_for_carry`]'s first part whatever its end: the
+    /// metric, its start, interval, zone, grouping and filters.
+    pub fn carry_key(&self) -> String {
+        format!(
+            "{}|{}|{:?}|{}|{:?}|{}|{:?}|{:?}",
+            self.metric.as_str(),
+            self.from.timestamp_micros(),
+            self.interval,
+            self.tz.name(),
+            self.group_by,
+            self.business_hours,
+            self.filters,
+            self.sla_metric,
+        )
     }
 
     /// Names this question's answer for one state of the lake: two requests with the same
@@ -395,16 +429,31 @@ pub async fn run(engine: &Engine, req: &MetricRequest) -> Result<MetricResult> {
     shape(req, &batches)
 }
 
-/// [`run`] in two queries when the request splits at "now" ([`MetricRequest::split_at_now`]):
-/// the rows of the settled intervals and of the rest, shaped together. The same answer as
-/// [`run`]; the server keeps the settled rows between requests.
-pub async fn run_split(engine: &Engine, req: &MetricRequest) -> Result<MetricResult> {
+/// [`run`] the way the server answers from rows it keeps ([`MetricRequest::split_for_carry`]):
+/// the intervals that ended in two queries, split at the interval boundary at or before
+/// `kept_until` (rows kept from an earlier state, then the intervals computed since), and
+/// the rest in a third; shaped together. The same answer as [`run`].
+pub async fn run_split(
+    engine: &Engine,
+    req: &MetricRequest,
+    kept_until: DateTime<Utc>,
+) -> Result<MetricResult> {
     check(req)?;
-    let Some((settled, rest)) = req.split_at_now() else {
+    let Some((ended, rest)) = req.split_for_carry() else {
         return run(engine, req).await;
     };
-    let mut batches = query_rows(engine, &settled).await?;
-    batches.extend(query_rows(engine, &rest).await?);
+    let mid = req.interval.start_of(kept_until.timestamp_micros(), req.tz);
+    let mid = DateTime::<Utc>::from_timestamp_micros(mid)
+        .unwrap_or(ended.from)
+        .clamp(ended.from, ended.to);
+    let mut batches = Vec::new();
+    for part in [ended.span(ended.from, mid), ended.span(mid, ended.to)]
+        .into_iter()
+        .flatten()
+        .chain(rest)
+    {
+        batches.extend(query_rows(engine, &part).await?);
+    }
     shape(req, &batches)
 }
 

@@ -99,6 +99,11 @@ impl FilesTable {
         self.files.len()
     }
 
+    /// The files the table reads, as found when it was made.
+    pub(crate) fn files(&self) -> &[ObjectMeta] {
+        &self.files
+    }
+
     async fn files_with_stats(
         &self,
         state: &dyn Session,
@@ -178,6 +183,54 @@ impl TableProvider for FilesTable {
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
+}
+
+/// The files a session's rollup tables read, each with its size and modification time.
+///
+/// Every instant in a row of a rollup partition `date=D` lies on or after D 00:00 UTC (a
+/// conversation's rows sit in the partition of the day of its first event, an agent status
+/// interval in the day it began). So two sessions whose files differ only in partitions
+/// from D on agree about everything before D, and an answer about earlier time computed
+/// on one holds on the other. Files are compared by name, size and modification time: a
+/// refresh writes new names, retention removes files, erasure rewrites them in place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RollupFiles(std::collections::BTreeMap<String, (u64, i64)>);
+
+impl RollupFiles {
+    pub(crate) fn add(&mut self, files: &[ObjectMeta]) {
+        for f in files {
+            self.0.insert(
+                f.location.to_string(),
+                (f.size, f.last_modified.timestamp_micros()),
+            );
+        }
+    }
+
+    /// The earliest instant (UTC microseconds) whose answers can differ between the two
+    /// sets: `None` when they are the same files, `i64::MIN` when a differing file is in no
+    /// `date=` partition.
+    pub fn changed_from(&self, other: &RollupFiles) -> Option<i64> {
+        let differing = self
+            .0
+            .iter()
+            .filter(|(k, v)| other.0.get(*k) != Some(*v))
+            .chain(other.0.iter().filter(|(k, v)| self.0.get(*k) != Some(*v)))
+            .map(|(k, _)| k);
+        differing
+            .map(|k| partition_start(k).unwrap_or(i64::MIN))
+            .min()
+    }
+}
+
+/// The first instant of the `date=YYYY-MM-DD` folder a file is in.
+fn partition_start(location: &str) -> Option<i64> {
+    let dir = location.rsplit('/').nth(1)?;
+    let day = chrono::NaiveDate::parse_from_str(dir.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
+    Some(
+        day.and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_micros(),
+    )
 }
 
 #[cfg(test)]
@@ -262,5 +315,66 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(out.contains("| 0 |"), "{out}");
+    }
+    fn files(list: &[(&str, u64, i64)]) -> RollupFiles {
+        let metas: Vec<ObjectMeta> = list
+            .iter()
+            .map(|(path, size, mtime)| ObjectMeta {
+                location: ObjectPath::from(*path),
+                last_modified: chrono::DateTime::from_timestamp_micros(*mtime).unwrap(),
+                size: *size,
+                e_tag: None,
+                version: None,
+            })
+            .collect();
+        let mut f = RollupFiles::default();
+        f.add(&metas);
+        f
+    }
+
+    #[test]
+    fn changed_from_is_the_first_day_whose_files_differ() {
+        let day = |d: &str| {
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .unwrap()
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .timestamp_micros()
+        };
+        let a = files(&[
+            ("l/conversations/date=2026-11-02/1.parquet", 10, 5),
+            ("l/conversations/date=2026-11-03/1.parquet", 10, 5),
+            ("l/conversations/date=2026-11-04/1.parquet", 10, 5),
+        ]);
+        assert_eq!(a.changed_from(&a.clone()), None);
+        // A new file in 11-04 (and the old one gone): from 11-04.
+        let b = files(&[
+            ("l/conversations/date=2026-11-02/1.parquet", 10, 5),
+            ("l/conversations/date=2026-11-03/1.parquet", 10, 5),
+            ("l/conversations/date=2026-11-04/2.parquet", 12, 6),
+        ]);
+        assert_eq!(a.changed_from(&b), Some(day("2026-11-04")));
+        assert_eq!(b.changed_from(&a), Some(day("2026-11-04")));
+        // The same name rewritten in place (erasure): a new size or time counts.
+        let c = files(&[
+            ("l/conversations/date=2026-11-02/1.parquet", 10, 5),
+            ("l/conversations/date=2026-11-03/1.parquet", 10, 9),
+            ("l/conversations/date=2026-11-04/1.parquet", 10, 5),
+        ]);
+        assert_eq!(a.changed_from(&c), Some(day("2026-11-03")));
+        // A partition dropped (retention): from its day.
+        let d = files(&[
+            ("l/conversations/date=2026-11-03/1.parquet", 10, 5),
+            ("l/conversations/date=2026-11-04/1.parquet", 10, 5),
+        ]);
+        assert_eq!(a.changed_from(&d), Some(day("2026-11-02")));
+        // A differing file outside any day: everything.
+        let e = files(&[
+            ("l/conversations/date=2026-11-02/1.parquet", 10, 5),
+            ("l/conversations/date=2026-11-03/1.parquet", 10, 5),
+            ("l/conversations/date=2026-11-04/1.parquet", 10, 5),
+            ("l/conversations/stray.parquet", 1, 1),
+        ]);
+        assert_eq!(a.changed_from(&e), Some(i64::MIN));
     }
 }

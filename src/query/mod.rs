@@ -17,7 +17,7 @@
 pub mod analyst;
 pub mod cached;
 pub mod catalog;
-pub(crate) mod files;
+pub mod files;
 pub mod rollup;
 pub mod store;
 pub mod udf;
@@ -94,7 +94,8 @@ pub fn events_table_schema() -> SchemaRef {
 pub struct Engine {
     ctx: SessionContext,
     config: Arc<Config>,
-    rollups: bool,
+    /// The files of the rollup tables, when the derived tables come from them.
+    rollups: Option<Arc<files::RollupFiles>>,
 }
 
 /// When an [`Engine`] reads the rollup tables instead of computing them from events.
@@ -223,6 +224,7 @@ impl Engine {
         udf::install_utc_date_trunc(&ctx);
         ctx.register_batch("settings", settings_batch(&config)?)?;
         ctx.register_batch("sla_policies", policies_batch(&config)?)?;
+        let mut rollup_files = files::RollupFiles::default();
         for (name, sql) in catalog::VIEWS {
             let df = ctx
                 .sql(sql)
@@ -233,6 +235,7 @@ impl Engine {
             {
                 let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
                 let table = rollup::table_provider(&ctx, paths, state, name, schema).await?;
+                rollup_files.add(table.files());
                 ctx.register_table(name, table)?;
             } else if catalog::CACHED_VIEWS.contains(&name) {
                 let partitions = ctx.copied_config().target_partitions();
@@ -244,13 +247,19 @@ impl Engine {
         Ok(Engine {
             ctx,
             config,
-            rollups: rollup.is_some(),
+            rollups: rollup.is_some().then(|| Arc::new(rollup_files)),
         })
     }
 
     /// Whether the derived tables come from the rollups.
     pub fn reads_rollups(&self) -> bool {
-        self.rollups
+        self.rollups.is_some()
+    }
+
+    /// The files of the rollup tables this engine reads (`None` when it computes the
+    /// derived tables from the events).
+    pub fn rollup_files(&self) -> Option<&Arc<files::RollupFiles>> {
+        self.rollups.as_ref()
     }
 
     pub fn context(&self) -> &SessionContext {

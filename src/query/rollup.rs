@@ -185,7 +185,7 @@ pub(crate) async fn table_provider(
     state: &RollupState,
     table: &str,
     schema: SchemaRef,
-) -> Result<Arc<dyn TableProvider>, QueryError> {
+) -> Result<Arc<FilesTable>, QueryError> {
     let files = state
         .tables
         .get(table)

@@ -29,6 +29,7 @@
 
 pub use crate::auth;
 pub mod pages;
+mod carry;
 mod results;
 pub mod upkeep;
 
@@ -102,6 +103,9 @@ struct Counters {
     query_micros: AtomicU64,
     /// Metric requests answered from [`results::ResultCache`].
     query_cache_hits: AtomicU64,
+    /// Metric requests that reused rows of ended intervals kept from an earlier session
+    /// ([`carry::Carried`]).
+    query_kept_rows_reused: AtomicU64,
 }
 
 /// The lake generation (bumped by flushes) and the upkeep generation (bumped by rollup
@@ -124,8 +128,8 @@ struct AppState {
     runtime: crate::query::SharedCaches,
     /// Metric answers for the current session.
     results: results::ResultCache<Arc<crate::metrics::MetricResult>>,
-    /// Rows of settled intervals ([`MetricRequest::split_at_now`]) for the current session.
-    settled_rows: results::ResultCache<Arc<Vec<arrow::array::RecordBatch>>>,
+    /// Rows of ended intervals, kept across sessions while their partitions stay the same.
+    carried: carry::Carried,
     /// Answers of `sla` with the span of "now" they hold for
     /// ([`crate::metrics::unchanged_until`]), by their key without "now".
     held: results::ResultCache<Held>,
@@ -669,8 +673,10 @@ impl AppState {
         Ok(answer)
     }
 
-    /// A metric's answer; when the request splits at "now", the rows of the settled
-    /// intervals are kept for the session and only the rest is queried again.
+    /// A metric's answer. The rows of the intervals that ended
+    /// ([`crate::metrics::MetricRequest::split_for_carry`]) are kept across sessions (see
+    /// [`carry`]): only the intervals the lake's last changes can reach, and the rest of
+    /// the range, are queried.
     async fn compute_metric(
         &self,
         session: SessionKey,
@@ -678,21 +684,56 @@ impl AppState {
         req: &MetricRequest,
     ) -> Result<crate::metrics::MetricResult, crate::metrics::MetricError> {
         crate::metrics::check(req)?;
-        let Some((settled, rest)) = req.split_at_now() else {
+        let Some((ended, rest)) = req.split_for_carry() else {
             return crate::metrics::run(engine, req).await;
         };
-        let key = settled.cache_key();
-        let settled_rows = match self.settled_rows.get(session, &key) {
-            Some(rows) => rows,
-            None => {
-                let rows = Arc::new(crate::metrics::query_rows(engine, &settled).await?);
-                self.settled_rows.put(session, key, Arc::clone(&rows));
-                rows
+        let key = ended.carry_key();
+        let files = engine.rollup_files();
+        let (from, cut) = (ended.from.timestamp_micros(), ended.to.timestamp_micros());
+        let kept = self
+            .carried
+            .get(&key, session, files, (from, req.interval, req.tz))
+            .and_then(|k| {
+                if k.through <= cut {
+                    Some(((*k.rows).clone(), k.through))
+                } else {
+                    // Kept further than this question ends (an earlier `to`).
+                    Some((carry::rows_before(&k.rows, cut)?, cut))
+                }
+            });
+        tracing::debug!(
+            metric = req.metric.as_str(),
+            ?session,
+            kept_through = kept.as_ref().map(|k| k.1),
+            cut,
+            "metric rows kept from earlier sessions"
+        );
+        if kept.is_some() {
+            self.counters
+                .query_kept_rows_reused
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let (mut rows, through) = kept.unwrap_or_default();
+        let through = through.max(from);
+        if through < cut {
+            let since = chrono::DateTime::from_timestamp_micros(through).unwrap_or(ended.from);
+            if let Some(part) = ended.span(since, ended.to) {
+                rows.extend(crate::metrics::query_rows(engine, &part).await?);
             }
-        };
-        let mut batches = (*settled_rows).clone();
-        batches.extend(crate::metrics::query_rows(engine, &rest).await?);
-        crate::metrics::shape(req, &batches)
+            self.carried.put(
+                key,
+                session,
+                files,
+                carry::Kept {
+                    rows: Arc::new(rows.clone()),
+                    through: cut,
+                },
+            );
+        }
+        if let Some(rest) = rest {
+            rows.extend(crate::metrics::query_rows(engine, &rest).await?);
+        }
+        crate::metrics::shape(req, &rows)
     }
 }
 
@@ -1447,7 +1488,10 @@ async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
          supportlake_query_seconds_total {:.6}\n\
          # HELP supportlake_query_cache_hits_total Metric requests answered from the result cache.\n\
          # TYPE supportlake_query_cache_hits_total counter\n\
-         supportlake_query_cache_hits_total {}\n",
+         supportlake_query_cache_hits_total {}\n\
+         # HELP supportlake_query_kept_rows_reused_total Metric requests that reused the rows of ended intervals kept from an earlier state of the lake.\n\
+         # TYPE supportlake_query_kept_rows_reused_total counter\n\
+         supportlake_query_kept_rows_reused_total {}\n",
         l(&c.requests),
         l(&c.errors_4xx),
         l(&c.errors_5xx),
@@ -1464,6 +1508,7 @@ async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
         l(&c.query_count),
         l(&c.query_micros) as f64 / 1e6,
         l(&c.query_cache_hits),
+        l(&c.query_kept_rows_reused),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -1808,7 +1853,7 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         engine: Mutex::new(None),
         runtime: crate::query::SharedCaches::new().map_err(|e| ServeError::Query(e.to_string()))?,
         results: results::ResultCache::default(),
-        settled_rows: results::ResultCache::default(),
+        carried: carry::Carried::default(),
         held: results::ResultCache::default(),
         dashboards: pages::builtin().map_err(ServeError::Dashboards)?,
         counters: Counters::default(),
