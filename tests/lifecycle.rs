@@ -525,6 +525,20 @@ fn kept_interval_rows_follow_every_refresh() {
             ),
         )
     };
+    // The same pair for `sla`, whose ended intervals read "now".
+    let kept_sla = "/api/v1/metrics/sla?from=2026-11-02&to=2026-11-06&interval=day";
+    let fresh_sla = || {
+        asked.set(asked.get() + 1);
+        let n = asked.get();
+        get_json(
+            &s.http,
+            &format!(
+                "/api/v1/metrics/sla?from=2026-11-02T00:{:02}:{:02}-03:00&to=2026-11-06&interval=day",
+                n / 60,
+                n % 60
+            ),
+        )
+    };
     let reused = || -> u64 {
         let (_, _, body) = request(&s.http, "GET", "/metrics", &[], b"");
         String::from_utf8_lossy(&body)
@@ -539,6 +553,7 @@ fn kept_interval_rows_follow_every_refresh() {
     assert_eq!(day_point(&v, "2026-11-02")["value"], 60.0, "{v}");
     assert_eq!(day_point(&v, "2026-11-03")["value"], 120.0, "{v}");
     assert_eq!(series(&v), series(&fresh()));
+    assert_eq!(series(&get_json(&s.http, kept_sla)), series(&fresh_sla()));
     let before = reused();
 
     // A new conversation at 01:00Z on 11-04 — 22:00 on 11-03 in São Paulo: its partition is
@@ -552,6 +567,7 @@ fn kept_interval_rows_follow_every_refresh() {
     // 11-03: (120 + 300) / 2 = 210 s over two conversations.
     assert_eq!(day_point(&v, "2026-11-03")["value"], 210.0, "{v}");
     assert_eq!(series(&v), series(&fresh()));
+    assert_eq!(series(&get_json(&s.http, kept_sla)), series(&fresh_sla()));
     assert!(reused() > before, "the kept rows were not used");
 
     // A late, earlier reply in the first day's conversation: everything is asked again.
@@ -566,4 +582,5 @@ fn kept_interval_rows_follow_every_refresh() {
     // 11-02: the reply 30 s after queueing is now the first one.
     assert_eq!(day_point(&v, "2026-11-02")["value"], 30.0, "{v}");
     assert_eq!(series(&v), series(&fresh()));
+    assert_eq!(series(&get_json(&s.http, kept_sla)), series(&fresh_sla()));
 }

@@ -248,24 +248,20 @@ pub struct MetricRequest {
 impl MetricRequest {
     /// For answers kept across states of the lake (the server's carried rows): the same
     /// question over the whole intervals that ended by the earlier of "now" and the range's
-    /// end — asked with "now" at their end — and over the rest, if any. Each interval's
-    /// rows depend only on what happened in it (and, for a metric that settles, not on a
-    /// later "now"), so the two answers shaped together are the answer to the whole
-    /// question, and the first can be kept in parts: its intervals before an instant stay
-    /// right while nothing before that instant changes. `None` for a metric whose rows read
-    /// "now" without settling, or when no whole interval has ended inside the range.
+    /// end, and over the rest, if any. Each interval's rows depend only on what happened in
+    /// it, so the two answers shaped together are the answer to the whole question, and
+    /// the first can be kept in parts: its intervals before an instant stay right while
+    /// nothing before that instant changes.
+    ///
+    /// The ended intervals are asked with "now" at their end when "now" does not matter to
+    /// them: for a metric that does not read it, or one that settles. A metric that reads
+    /// it without settling (`sla`) keeps the request's "now"; its ended rows then hold
+    /// until [`unchanged_until`] of that part. `None` when no whole interval has ended
+    /// inside the range.
     pub fn split_for_carry(&self) -> Option<(MetricRequest, Option<MetricRequest>)> {
-        if self.metric.reads_now() && !self.metric.settles() {
-            return None;
-        }
         let end = self.now.min(self.to).timestamp_micros();
         let cut = DateTime::<Utc>::from_timestamp_micros(self.interval.start_of(end, self.tz))?;
-        if cut <= self.from {
-            return None;
-        }
-        let mut ended = self.clone();
-        ended.to = cut;
-        ended.now = cut;
+        let ended = self.span(self.from, cut)?;
         let rest = (cut < self.to).then(|| {
             let mut rest = self.clone();
             rest.from = cut;
@@ -274,14 +270,21 @@ impl MetricRequest {
         Some((ended, rest))
     }
 
+    /// Whether the ended intervals of [`Self::split_for_carry`] depend on "now".
+    pub fn ended_reads_now(&self) -> bool {
+        self.metric.reads_now() && !self.metric.settles()
+    }
+
     /// The same question over `[from, to)` of whole intervals that ended, asked with "now"
-    /// at `to` (see [`Self::split_for_carry`]); `None` when the span is empty.
+    /// at `to` unless [`Self::ended_reads_now`]; `None` when the span is empty.
     pub fn span(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<MetricRequest> {
         (from < to).then(|| {
             let mut part = self.clone();
             part.from = from;
             part.to = to;
-            part.now = to;
+            if !self.ended_reads_now() {
+                part.now = to;
+            }
             part
         })
     }

@@ -23,6 +23,8 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::error::Result;
+use datafusion::execution::cache::cache_manager::CachedFileMetadata;
+use datafusion::execution::cache::{SchemaFingerprint, TableScopedPath};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
@@ -112,14 +114,47 @@ impl FilesTable {
         self.with_stats
             .get_or_try_init(|| async {
                 let store = state.runtime_env().object_store(&self.url)?;
+                // The runtime's statistics cache outlives sessions (the server opens one per
+                // state of the lake), keyed by path and checked against size, modification
+                // time and schema, as a listing table uses it.
+                let cache = state.runtime_env().cache_manager.get_file_statistic_cache();
+                let fingerprint = Arc::new(SchemaFingerprint::from_schema(&self.schema));
                 let files: Vec<PartitionedFile> = futures::stream::iter(self.files.clone())
                     .map(|meta| {
                         let store = Arc::clone(&store);
                         let schema = Arc::clone(&self.schema);
+                        let (cache, fingerprint) = (cache.clone(), Arc::clone(&fingerprint));
                         async move {
-                            let stats = format.infer_stats(state, &store, schema, &meta).await?;
+                            let key = TableScopedPath {
+                                table: None,
+                                path: meta.location.clone(),
+                            };
+                            let cached = cache
+                                .as_ref()
+                                .and_then(|c| c.get(&key))
+                                .filter(|c| c.is_valid_for(&meta, &fingerprint));
+                            let stats = match cached {
+                                Some(c) => c.statistics,
+                                None => {
+                                    let stats = Arc::new(
+                                        format.infer_stats(state, &store, schema, &meta).await?,
+                                    );
+                                    if let Some(c) = &cache {
+                                        c.put(
+                                            &key,
+                                            CachedFileMetadata::new(
+                                                meta.clone(),
+                                                fingerprint,
+                                                Arc::clone(&stats),
+                                                None,
+                                            ),
+                                        );
+                                    }
+                                    stats
+                                }
+                            };
                             Ok::<_, datafusion::error::DataFusionError>(
-                                PartitionedFile::from(meta).with_statistics(Arc::new(stats)),
+                                PartitionedFile::from(meta).with_statistics(stats),
                             )
                         }
                     })

@@ -30,6 +30,16 @@ pub(super) struct Kept {
     pub rows: Arc<Vec<RecordBatch>>,
     /// A bucket boundary: the rows are those of every bucket that ends by it.
     pub through: i64,
+    /// The span of "now" the rows hold for, `[since, until)` (`until` `None`: no end) —
+    /// all of time except for a metric whose ended intervals read "now" (`sla`).
+    pub since: i64,
+    pub until: Option<i64>,
+}
+
+impl Kept {
+    fn holds_at(&self, now: i64) -> bool {
+        self.since <= now && self.until.is_none_or(|u| now < u)
+    }
 }
 
 struct Entry {
@@ -55,12 +65,12 @@ impl Carried {
     /// The rows kept for `key` that still hold on `session`, whose engine reads `files`.
     /// An entry of another session is cut back to the buckets that end before the first
     /// changed partition (and dropped when nothing of it is left, or when either session
-    /// computes from the events). `from` is the question's start; buckets follow
-    /// `interval` in `tz`.
+    /// computes from the events), and not used at a "now" it does not hold for. `from` is
+    /// the question's start; buckets follow `interval` in `tz`.
     pub(super) fn get(
         &self,
         key: &str,
-        session: SessionKey,
+        (session, now): (SessionKey, i64),
         files: Option<&Arc<RollupFiles>>,
         (from, interval, tz): (i64, Interval, Tz),
     ) -> Option<Kept> {
@@ -69,6 +79,9 @@ impl Carried {
         let tick = g.tick;
         let entry = g.entries.get_mut(key)?;
         entry.used = tick;
+        if !entry.kept.holds_at(now) {
+            return None;
+        }
         if entry.session == session {
             return Some(entry.kept.clone());
         }
@@ -85,6 +98,7 @@ impl Carried {
             (through > from).then(|| Kept {
                 rows: Arc::new(rows),
                 through,
+                ..entry.kept.clone()
             })
         });
         match (kept, files) {

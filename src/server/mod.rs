@@ -690,21 +690,27 @@ impl AppState {
         let key = ended.carry_key();
         let files = engine.rollup_files();
         let (from, cut) = (ended.from.timestamp_micros(), ended.to.timestamp_micros());
+        let now = req.now.timestamp_micros();
         let kept = self
             .carried
-            .get(&key, session, files, (from, req.interval, req.tz))
+            .get(&key, (session, now), files, (from, req.interval, req.tz))
             .and_then(|k| {
                 if k.through <= cut {
-                    Some(((*k.rows).clone(), k.through))
+                    Some(k)
                 } else {
                     // Kept further than this question ends (an earlier `to`).
-                    Some((carry::rows_before(&k.rows, cut)?, cut))
+                    let rows = carry::rows_before(&k.rows, cut)?;
+                    Some(carry::Kept {
+                        rows: Arc::new(rows),
+                        through: cut,
+                        ..k
+                    })
                 }
             });
         tracing::debug!(
             metric = req.metric.as_str(),
             ?session,
-            kept_through = kept.as_ref().map(|k| k.1),
+            kept_through = kept.as_ref().map(|k| k.through),
             cut,
             "metric rows kept from earlier sessions"
         );
@@ -713,22 +719,32 @@ impl AppState {
                 .query_kept_rows_reused
                 .fetch_add(1, Ordering::Relaxed);
         }
-        let (mut rows, through) = kept.unwrap_or_default();
-        let through = through.max(from);
-        if through < cut {
-            let since = chrono::DateTime::from_timestamp_micros(through).unwrap_or(ended.from);
+        let mut kept = kept.unwrap_or(carry::Kept {
+            rows: Arc::default(),
+            through: from,
+            since: i64::MIN,
+            until: None,
+        });
+        let mut rows = (*kept.rows).clone();
+        if kept.through < cut {
+            let since = chrono::DateTime::from_timestamp_micros(kept.through).unwrap_or(ended.from);
             if let Some(part) = ended.span(since, ended.to) {
                 rows.extend(crate::metrics::query_rows(engine, &part).await?);
+                if req.ended_reads_now() {
+                    // These rows hold from this "now" until the next due time in them.
+                    let until = crate::metrics::unchanged_until(engine, &part)
+                        .await?
+                        .map(|u| u.timestamp_micros());
+                    kept.since = kept.since.max(now);
+                    kept.until = match (kept.until, until) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
             }
-            self.carried.put(
-                key,
-                session,
-                files,
-                carry::Kept {
-                    rows: Arc::new(rows.clone()),
-                    through: cut,
-                },
-            );
+            kept.rows = Arc::new(rows.clone());
+            kept.through = cut;
+            self.carried.put(key, session, files, kept);
         }
         if let Some(rest) = rest {
             rows.extend(crate::metrics::query_rows(engine, &rest).await?);
