@@ -35,9 +35,11 @@ open_at AS (
   WHERE i.open_from <= s.at AND (i.open_to IS NULL OR i.open_to > s.at)
 ),
 -- The team and agent in force at a sample: the owners row with ts <= at < valid_to (there
--- is at most one, see `conversation_owners`), found the same way.
+-- is at most one, see `conversation_owners`), found the same way. Joined back by bucket,
+-- not by instant: when "now" falls on a bucket boundary, the bucket that ends there and
+-- the one that starts there are both sampled at "now".
 owners_at AS (
-  SELECT s.at, w.conversation_id, w.team, NULLIF(w.agent_in_force, '') AS agent
+  SELECT s.bucket_start, s.at, w.conversation_id, w.team, NULLIF(w.agent_in_force, '') AS agent
   FROM (
     SELECT *, unnest(sample_buckets(ts, valid_to, $from, $to, $interval, $tz, $now)) AS bucket
     FROM conversation_owners
@@ -55,7 +57,7 @@ x AS (
            AND (o.assigned_at IS NULL OR o.assigned_at > o.at) AS unassigned,
          seconds_between(o.queued_at, o.at) AS waited_s
   FROM open_at o
-  LEFT JOIN owners_at f ON f.conversation_id = o.conversation_id AND f.at = o.at
+  LEFT JOIN owners_at f ON f.conversation_id = o.conversation_id AND f.bucket_start = o.bucket_start
 )
 SELECT CASE WHEN $group_by = 'team' THEN team WHEN $group_by = 'agent' THEN agent
             WHEN $group_by = 'channel' THEN channel WHEN $group_by = 'inbox' THEN inbox
