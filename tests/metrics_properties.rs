@@ -409,7 +409,7 @@ fn the_backlog_at_now_on_a_bucket_boundary_counts_each_conversation_once() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(ProptestConfig::with_cases(100))]
 
     /// `open_conversations` finds the samples of each stretch with `sample_buckets` and the
     /// team in force with `conversation_owners`; the plain definition joins every sample
@@ -461,7 +461,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(16))]
+    #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// The server keeps an `sla` answer from the "now" it was computed at until the instant
     /// `unchanged_until` names; asked at any "now" in that span, the query gives the same
