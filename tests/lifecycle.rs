@@ -394,28 +394,55 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// The events of a conversation opened at `hour`:00Z on `day`, queued 10 s later and
+/// answered by an agent `reply_s` seconds after that, as JSON lines.
+fn conversation(id: &str, day: &str, hour: u32, reply_s: u32) -> String {
+    format!(
+        "{{\"id\":\"o-{id}\",\"ts\":\"{day}T{hour:02}:00:00Z\",\"type\":\"conversation.opened\",\"conversation_id\":\"{id}\",\"team\":\"t\"}}\n\
+         {{\"id\":\"q-{id}\",\"ts\":\"{day}T{hour:02}:00:10Z\",\"type\":\"conversation.queued\",\"conversation_id\":\"{id}\",\"team\":\"t\"}}\n\
+         {{\"id\":\"m-{id}\",\"ts\":\"{day}T{hour:02}:{:02}:{:02}Z\",\"type\":\"message.sent\",\"author\":\"agent\",\"agent_id\":\"a\",\"conversation_id\":\"{id}\",\"team\":\"t\"}}\n",
+        (10 + reply_s) / 60,
+        (10 + reply_s) % 60,
+    )
+}
+
+/// Posts JSON lines to the server's event endpoint; they must be acknowledged.
+fn post_events(addr: &str, body: &str) {
+    let auth = format!("Bearer {INGEST}");
+    let (status, _, b) = request(
+        addr,
+        "POST",
+        "/ingest/events",
+        &[("Authorization", &auth)],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&b));
+}
+
+/// A counter of the server's `/metrics`.
+fn counter(addr: &str, name: &str) -> u64 {
+    let (status, _, body) = request(addr, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn serve_refreshes_rollups_after_flushes_and_compacts_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let lake = dir.path().join("lake");
     let s = serve(&lake, &cfg, &["--compact-interval", "1s", "--grace", "0s"]);
-    let auth = format!("Bearer {INGEST}");
     // Ten deliveries, each its own flush: ten small files in one day.
     for k in 0..10 {
-        let body = format!(
-            "{{\"id\":\"o{k}\",\"ts\":\"2026-11-04T1{k}:00:00Z\",\"type\":\"conversation.opened\",\"conversation_id\":\"c{k}\",\"team\":\"t\"}}\n\
-             {{\"id\":\"q{k}\",\"ts\":\"2026-11-04T1{k}:00:10Z\",\"type\":\"conversation.queued\",\"conversation_id\":\"c{k}\",\"team\":\"t\"}}\n\
-             {{\"id\":\"m{k}\",\"ts\":\"2026-11-04T1{k}:01:10Z\",\"type\":\"message.sent\",\"author\":\"agent\",\"agent_id\":\"a\",\"conversation_id\":\"c{k}\",\"team\":\"t\"}}\n"
-        );
-        let (status, _, b) = request(
+        post_events(
             &s.http,
-            "POST",
-            "/ingest/events",
-            &[("Authorization", &auth)],
-            body.as_bytes(),
+            &conversation(&format!("c{k}"), "2026-11-04", 10 + k, 60),
         );
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&b));
         std::thread::sleep(Duration::from_millis(400));
     }
     // The wait of every conversation is 60 s; all ten show once the rollups caught up.
@@ -441,17 +468,7 @@ fn serve_refreshes_rollups_after_flushes_and_compacts_in_the_background() {
             .count()
             == 1
     });
-    let (status, _, _) = request(&s.http, "GET", "/metrics", &[], b"");
-    assert_eq!(status, 200);
-    let (_, _, body) = request(&s.http, "GET", "/metrics", &[], b"");
-    let text = String::from_utf8_lossy(&body);
-    let merged: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("supportlake_compaction_files_merged_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(merged >= 2, "{text}");
+    assert!(counter(&s.http, "supportlake_compaction_files_merged_total") >= 2);
     let v = get_json(&s.http, path);
     assert_eq!(v["series"][0]["points"][0]["count"], 10, "{v}");
 }
@@ -465,18 +482,6 @@ fn kept_interval_rows_follow_every_refresh() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let lake = dir.path().join("lake");
-    let auth = format!("Bearer {INGEST}");
-    // A conversation opened at `hour`:00Z on `day`, queued 10 s later and answered
-    // `reply_s` seconds after that.
-    let conversation = |id: &str, day: &str, hour: u32, reply_s: u32| {
-        format!(
-            "{{\"id\":\"o-{id}\",\"ts\":\"{day}T{hour:02}:00:00Z\",\"type\":\"conversation.opened\",\"conversation_id\":\"{id}\",\"team\":\"t\"}}\n\
-             {{\"id\":\"q-{id}\",\"ts\":\"{day}T{hour:02}:00:10Z\",\"type\":\"conversation.queued\",\"conversation_id\":\"{id}\",\"team\":\"t\"}}\n\
-             {{\"id\":\"m-{id}\",\"ts\":\"{day}T{hour:02}:{:02}:{:02}Z\",\"type\":\"message.sent\",\"author\":\"agent\",\"agent_id\":\"a\",\"conversation_id\":\"{id}\",\"team\":\"t\"}}\n",
-            (10 + reply_s) / 60,
-            (10 + reply_s) % 60,
-        )
-    };
     // The first three conversations are ingested with their rollups before the server
     // starts, so every session of the server reads rollups.
     let first = dir.path().join("first.jsonl");
@@ -489,16 +494,7 @@ fn kept_interval_rows_follow_every_refresh() {
     .unwrap();
     ingest_quiet(&lake, &[first], &["--config", cfg.to_str().unwrap()]);
     let s = serve(&lake, &cfg, &["--compact-interval", "0s"]);
-    let post = |body: String| {
-        let (status, _, b) = request(
-            &s.http,
-            "POST",
-            "/ingest/events",
-            &[("Authorization", &auth)],
-            body.as_bytes(),
-        );
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&b));
-    };
+    let post = |body: String| post_events(&s.http, &body);
     let series = |v: &serde_json::Value| v["series"].clone();
     let day_point = |v: &serde_json::Value, day: &str| {
         v["series"][0]["points"]
@@ -513,47 +509,39 @@ fn kept_interval_rows_follow_every_refresh() {
     let kept = "/api/v1/metrics/wait?from=2026-11-02&to=2026-11-06&interval=day";
     // A question of the same answer never asked before (its start differs by seconds).
     let asked = std::cell::Cell::new(0u32);
-    let fresh = || {
+    let fresh_of = |metric: &str, to: &str| {
         asked.set(asked.get() + 1);
         let n = asked.get();
         get_json(
             &s.http,
             &format!(
-                "/api/v1/metrics/wait?from=2026-11-02T00:{:02}:{:02}-03:00&to=2026-11-06&interval=day",
+                "/api/v1/metrics/{metric}?from=2026-11-02T00:{:02}:{:02}-03:00&to={to}&interval=day",
                 n / 60,
                 n % 60
             ),
         )
     };
+    let fresh = || fresh_of("wait", "2026-11-06");
     // The same pair for `sla`, whose ended intervals read "now".
     let kept_sla = "/api/v1/metrics/sla?from=2026-11-02&to=2026-11-06&interval=day";
-    let fresh_sla = || {
-        asked.set(asked.get() + 1);
-        let n = asked.get();
-        get_json(
-            &s.http,
-            &format!(
-                "/api/v1/metrics/sla?from=2026-11-02T00:{:02}:{:02}-03:00&to=2026-11-06&interval=day",
-                n / 60,
-                n % 60
-            ),
-        )
-    };
-    let reused = || -> u64 {
-        let (_, _, body) = request(&s.http, "GET", "/metrics", &[], b"");
-        String::from_utf8_lossy(&body)
-            .lines()
-            .find_map(|l| l.strip_prefix("supportlake_query_kept_rows_reused_total "))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let fresh_sla = || fresh_of("sla", "2026-11-06");
+    let reused = || counter(&s.http, "supportlake_query_kept_rows_reused_total");
 
     let v = get_json(&s.http, kept);
     assert_eq!(day_point(&v, "2026-11-02")["value"], 60.0, "{v}");
     assert_eq!(day_point(&v, "2026-11-03")["value"], 120.0, "{v}");
     assert_eq!(series(&v), series(&fresh()));
     assert_eq!(series(&get_json(&s.http, kept_sla)), series(&fresh_sla()));
+    let before = reused();
+    // The same question ending two days earlier reuses the rows kept above, without the
+    // days past its end.
+    let v = get_json(
+        &s.http,
+        "/api/v1/metrics/wait?from=2026-11-02&to=2026-11-04&interval=day",
+    );
+    assert_eq!(v["series"][0]["points"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(series(&v), series(&fresh_of("wait", "2026-11-04")));
+    assert!(reused() > before, "the kept rows were not used");
     let before = reused();
 
     // A new conversation at 01:00Z on 11-04 — 22:00 on 11-03 in São Paulo: its partition is

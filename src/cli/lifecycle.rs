@@ -112,8 +112,10 @@ pub fn render_compact(r: &CompactReport) -> String {
 /// Bring the rollup tables up to date with the events (or rebuild them).
 ///
 /// The derived tables conversations, conversation_links, conversation_intervals,
-/// conversation_owners, conversation_messages and sla_targets are kept as Parquet under <lake>/<table>/date=YYYY-MM-DD/ (the UTC day each
-/// conversation started), listed by <lake>/_rollup/state.json. Dashboards, the metrics API
+/// conversation_owners, conversation_messages and sla_targets are kept as Parquet under
+/// <lake>/<table>/date=YYYY-MM-DD/ (the UTC day each conversation started), and
+/// agent_status_intervals the same way by the day each status began; all seven are listed
+/// by <lake>/_rollup/state.json. Dashboards, the metrics API
 /// and `supportlake metrics` read them: a row per conversation or target instead of every
 /// event (over a year of events, metric queries ran 63-337x faster than DuckDB computing
 /// them from the raw events; docs/benchmarks.md).

@@ -290,6 +290,13 @@ mod tests {
         w.close().unwrap();
     }
 
+    async fn query(ctx: &SessionContext, sql: &str) -> String {
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+    }
+
     #[tokio::test]
     async fn reads_the_named_files_and_leaves_out_missing_ones() {
         let dir = tempfile::tempdir().unwrap();
@@ -322,16 +329,7 @@ mod tests {
             .unwrap();
         assert_eq!(table.file_count(), 2);
         ctx.register_table("t", Arc::new(table)).unwrap();
-        let batches = ctx
-            .sql("SELECT count(*) AS n, sum(v) AS s FROM t WHERE v > 1")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let row = arrow::util::pretty::pretty_format_batches(&batches)
-            .unwrap()
-            .to_string();
+        let row = query(&ctx, "SELECT count(*) AS n, sum(v) AS s FROM t WHERE v > 1").await;
         // v > 1 keeps 2, 3, 10, 20: four rows summing to 35.
         assert!(row.contains("| 4 | 35 |"), "{row}");
 
@@ -339,18 +337,10 @@ mod tests {
             .await
             .unwrap();
         ctx.register_table("e", Arc::new(empty)).unwrap();
-        let batches = ctx
-            .sql("SELECT count(*) AS n FROM e")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let out = arrow::util::pretty::pretty_format_batches(&batches)
-            .unwrap()
-            .to_string();
+        let out = query(&ctx, "SELECT count(*) AS n FROM e").await;
         assert!(out.contains("| 0 |"), "{out}");
     }
+
     fn files(list: &[(&str, u64, i64)]) -> RollupFiles {
         let metas: Vec<ObjectMeta> = list
             .iter()

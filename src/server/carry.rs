@@ -62,12 +62,32 @@ struct Inner {
 }
 
 impl Carried {
-    /// The rows kept for `key` that still hold on `session`, whose engine reads `files`.
-    /// An entry of another session is cut back to the buckets that end before the first
-    /// changed partition (and dropped when nothing of it is left, or when either session
-    /// computes from the events), and not used at a "now" it does not hold for. `from` is
-    /// the question's start; buckets follow `interval` in `tz`.
+    /// The rows kept for `key` that still hold on `session`, whose engine reads `files`, up
+    /// to `cut` at most (a question that ends earlier than the one kept). An entry of
+    /// another session is cut back to the buckets that end before the first changed
+    /// partition (and dropped when nothing of it is left, or when either session computes
+    /// from the events), and not used at a "now" it does not hold for. `[from, cut)` is
+    /// the question's span of ended buckets, which follow `interval` in `tz`.
     pub(super) fn get(
+        &self,
+        key: &str,
+        (session, now): (SessionKey, i64),
+        files: Option<&Arc<RollupFiles>>,
+        (from, cut, interval, tz): (i64, i64, Interval, Tz),
+    ) -> Option<Kept> {
+        let kept = self.get_whole(key, (session, now), files, (from, interval, tz))?;
+        if kept.through <= cut {
+            return Some(kept);
+        }
+        Some(Kept {
+            rows: Arc::new(rows_before(&kept.rows, cut)?),
+            through: cut,
+            ..kept
+        })
+    }
+
+    /// [`Self::get`] without the cut at the question's end.
+    fn get_whole(
         &self,
         key: &str,
         (session, now): (SessionKey, i64),
@@ -154,7 +174,7 @@ impl Carried {
 
 /// The rows whose `bucket_start` is before `through`; `None` when a batch has no such
 /// column (then nothing of it can be kept).
-pub(super) fn rows_before(batches: &[RecordBatch], through: i64) -> Option<Vec<RecordBatch>> {
+fn rows_before(batches: &[RecordBatch], through: i64) -> Option<Vec<RecordBatch>> {
     let mut out = Vec::with_capacity(batches.len());
     for b in batches {
         let starts = b
@@ -170,4 +190,107 @@ pub(super) fn rows_before(batches: &[RecordBatch], through: i64) -> Option<Vec<R
         }
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+
+    const DAY: i64 = 86_400_000_000;
+
+    /// One row per day from `first` for `days` days: bucket_start and a value.
+    fn days(first: i64, days: i64) -> Vec<RecordBatch> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "bucket_start",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("value", DataType::Int64, false),
+        ]));
+        let starts: Vec<i64> = (0..days).map(|d| first + d * DAY).collect();
+        vec![
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(TimestampMicrosecondArray::from(starts).with_timezone("UTC")),
+                    Arc::new(Int64Array::from_iter_values(0..days)),
+                ],
+            )
+            .unwrap(),
+        ]
+    }
+
+    fn files(days: &[&str]) -> Arc<RollupFiles> {
+        let metas: Vec<object_store::ObjectMeta> = days
+            .iter()
+            .map(|d| object_store::ObjectMeta {
+                location: format!("l/conversations/date={d}/1.parquet").into(),
+                last_modified: chrono::DateTime::from_timestamp_micros(1).unwrap(),
+                size: 10,
+                e_tag: None,
+                version: None,
+            })
+            .collect();
+        let mut f = RollupFiles::default();
+        f.add(&metas);
+        Arc::new(f)
+    }
+
+    #[test]
+    fn kept_rows_are_cut_at_the_question_end_and_at_the_first_changed_day() {
+        // Days 2026-11-01 .. 2026-11-05 (UTC), kept through 11-06 00:00.
+        let first = chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros();
+        let tz = chrono_tz::UTC;
+        let carried = Carried::default();
+        let before = files(&["2026-11-01", "2026-11-02", "2026-11-03"]);
+        let kept = Kept {
+            rows: Arc::new(days(first, 5)),
+            through: first + 5 * DAY,
+            since: i64::MIN,
+            until: None,
+        };
+        carried.put("k".into(), (1, 1), Some(&before), kept);
+        let rows = |k: &Kept| k.rows.iter().map(|b| b.num_rows()).sum::<usize>();
+        let span = |cut| (first, cut, Interval::Day, tz);
+
+        // The same session, a question ending at 11-03: the first two days only.
+        let k = carried
+            .get("k", ((1, 1), 0), Some(&before), span(first + 2 * DAY))
+            .unwrap();
+        assert_eq!((k.through, rows(&k)), (first + 2 * DAY, 2));
+        // Still whole for the longer question.
+        let k = carried
+            .get("k", ((1, 1), 0), Some(&before), span(first + 5 * DAY))
+            .unwrap();
+        assert_eq!((k.through, rows(&k)), (first + 5 * DAY, 5));
+
+        // A new session whose files differ from 11-03 00:00 on: 11-02 ends at that instant
+        // (a backlog is sampled there), so only 11-01 stays.
+        let after = files(&["2026-11-01", "2026-11-02", "2026-11-04"]);
+        let k = carried
+            .get("k", ((2, 1), 0), Some(&after), span(first + 5 * DAY))
+            .unwrap();
+        assert_eq!((k.through, rows(&k)), (first + DAY, 1));
+
+        // A session that computes from the events keeps nothing.
+        assert!(
+            carried
+                .get("k", ((3, 1), 0), None, span(first + 5 * DAY))
+                .is_none()
+        );
+        assert!(
+            carried
+                .get("k", ((2, 1), 0), Some(&after), span(first + 5 * DAY))
+                .is_none()
+        );
+    }
 }

@@ -691,22 +691,12 @@ impl AppState {
         let files = engine.rollup_files();
         let (from, cut) = (ended.from.timestamp_micros(), ended.to.timestamp_micros());
         let now = req.now.timestamp_micros();
-        let kept = self
-            .carried
-            .get(&key, (session, now), files, (from, req.interval, req.tz))
-            .and_then(|k| {
-                if k.through <= cut {
-                    Some(k)
-                } else {
-                    // Kept further than this question ends (an earlier `to`).
-                    let rows = carry::rows_before(&k.rows, cut)?;
-                    Some(carry::Kept {
-                        rows: Arc::new(rows),
-                        through: cut,
-                        ..k
-                    })
-                }
-            });
+        let kept = self.carried.get(
+            &key,
+            (session, now),
+            files,
+            (from, cut, req.interval, req.tz),
+        );
         tracing::debug!(
             metric = req.metric.as_str(),
             ?session,
