@@ -21,6 +21,7 @@ pub mod files;
 pub mod rollup;
 pub mod store;
 pub mod udf;
+pub mod views;
 
 use std::sync::Arc;
 

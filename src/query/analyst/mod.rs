@@ -378,6 +378,7 @@ impl Analyst {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(super::views::StringViewPaths))
             .with_physical_optimizer_rule(Arc::new(deadline::Deadlines {
                 timeout: self.limits.timeout,
             }))
