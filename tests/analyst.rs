@@ -355,6 +355,8 @@ fn hostile_queries_fail_alone() {
         ("string_agg of 100 M values", "SELECT length(string_agg(CAST(value AS VARCHAR), ',')) FROM range(100000000)".into(), vec![(422, "query_memory"), (504, "query_timeout"), (400, "sql_error")]),
         ("unbounded recursion", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r".into(), vec![(422, "query_memory"), (504, "query_timeout"), (400, "sql_error")]),
         ("EXPLAIN ANALYZE of a long query", "EXPLAIN ANALYZE SELECT count(*) FROM range(100000000000)".into(), vec![(504, "query_timeout")]),
+        // Grouped by view (few values in the first rows), then ever more distinct values.
+        ("a string group table that outgrows memory", "SELECT s, count(*) FROM (SELECT arrow_cast(CASE WHEN value < 100000 THEN 'a' ELSE repeat('x', 20) || value END, 'Utf8View') AS s FROM range(50000000)) GROUP BY s".into(), vec![(422, "query_memory"), (504, "query_timeout")]),
         ("a sort of 100 M rows", "SELECT value FROM range(100000000) ORDER BY value % 7, value".into(), vec![(422, "query_memory"), (504, "query_timeout"), (422, "result_too_large")]),
     ];
     assert!(cases.len() >= 30);
@@ -562,4 +564,106 @@ fn standalone_pg_with_tls_sees_new_data() {
     assert_eq!(code, 0, "{receipt}");
     assert_eq!(count("require"), before + 2);
     drop(server);
+}
+
+/// The string view fast paths (`src/query/views`) run on analyst queries — `EXPLAIN`
+/// shows them and `EXPLAIN ANALYZE` counts the rows grouped by view — and give what DuckDB
+/// gives over the same Parquet files: filters by `=`, `<>`, `IN`, `NOT IN` on long and
+/// short values, and `GROUP BY` a low-cardinality column with `NULL`s and `FILTER`.
+#[test]
+fn string_view_paths_agree_with_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = lake(dir.path());
+    let s = start(&lake, &config, &[]);
+    let queries = [
+        "SELECT kind, count(*) AS n, count(agent_id) AS with_agent, max(channel) AS ch \
+         FROM events GROUP BY kind ORDER BY kind",
+        "SELECT status, count(*) AS n FROM events WHERE kind = 'message_status' \
+         GROUP BY status ORDER BY status NULLS FIRST",
+        "SELECT count(*) AS n FROM events WHERE kind <> 'message_status'",
+        "SELECT channel, count(*) AS n FROM events WHERE kind IN ('message_in', 'csat_submitted') \
+         GROUP BY channel ORDER BY channel",
+        "SELECT count(*) AS n FROM events WHERE kind NOT IN ('message_in', 'message_out')",
+        "SELECT team, count(*) FILTER (WHERE kind = 'message_in') AS inbound, count(*) AS n \
+         FROM events GROUP BY team ORDER BY team NULLS FIRST",
+    ];
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "NULL".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut ours = Vec::new();
+    for q in queries {
+        let (code, _, body) = sql(&s.http, Some(READ), q, &[]);
+        assert_eq!(code, 200, "{q}: {}", String::from_utf8_lossy(&body));
+        let body = json(&body);
+        let columns: Vec<String> = body["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        let rows: Vec<Vec<String>> = body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| columns.iter().map(|c| text(&r[c])).collect())
+            .collect();
+        assert!(!rows.is_empty(), "{q}");
+        ours.push(rows);
+    }
+    let script = "import sys, json, duckdb\n\
+        con = duckdb.connect()\n\
+        con.execute(f\"CREATE VIEW events AS SELECT * FROM read_parquet('{sys.argv[1]}/events/*/*.parquet', hive_partitioning = true)\")\n\
+        out = []\n\
+        for q in json.loads(sys.argv[2]):\n\
+        \x20   out.append([['NULL' if v is None else str(v) for v in row] for row in con.execute(q).fetchall()])\n\
+        print(json.dumps(out))\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&lake)
+        .arg(serde_json::to_string(&queries).unwrap())
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "DuckDB failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Vec<Vec<Vec<String>>> = serde_json::from_slice(&out.stdout).unwrap();
+    for ((q, o), t) in queries.iter().zip(&ours).zip(&theirs) {
+        assert_eq!(o, t, "{q}");
+    }
+
+    // The paths are the ones taken.
+    let explain = |q: &str| {
+        let (code, _, body) = sql(&s.http, Some(READ), q, &[("Accept", "text/csv")]);
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        String::from_utf8(body).unwrap()
+    };
+    let plan = explain(&format!("EXPLAIN {}", queries[1]));
+    assert!(
+        plan.contains("kind@") && plan.contains("IN VIEWS (message_status)"),
+        "{plan}"
+    );
+    let analyzed = explain(&format!("EXPLAIN ANALYZE {}", queries[0]));
+    // Shown rounded: "5.20 K".
+    let shown = analyzed
+        .split("rows_grouped_by_view=")
+        .nth(1)
+        .and_then(|t| t.split([',', ']']).next())
+        .unwrap_or_else(|| panic!("no rows grouped by view:\n{analyzed}"));
+    let (number, unit) = shown.split_once(' ').unwrap_or((shown, ""));
+    let scale = match unit {
+        "" => 1.0,
+        "K" => 1e3,
+        "M" => 1e6,
+        other => panic!("unit {other} in {shown}"),
+    };
+    let grouped = number.parse::<f64>().unwrap() * scale;
+    let events: u64 = ours[0].iter().map(|r| r[1].parse::<u64>().unwrap()).sum();
+    assert!(
+        (grouped - events as f64).abs() <= 0.01 * events as f64,
+        "{shown} rows grouped by view, {events} events:\n{analyzed}"
+    );
 }
