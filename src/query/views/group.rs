@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringViewArray, StringViewBuilder};
@@ -173,7 +172,7 @@ async fn run(
     let group_expr = Arc::clone(&aggregate.group_expr().expr()[0].0);
     let mut read = Vec::new();
     let mut rows = 0;
-    let mut views = std::collections::HashSet::<u128, ViewHash>::default();
+    let mut views = std::collections::HashSet::<u128, foldhash::fast::RandomState>::default();
     while rows < PROBE_ROWS {
         let Some(batch) = input.next().await.transpose()? else {
             break;
@@ -261,8 +260,8 @@ struct Groups {
     /// The value of each group, in group order (`None`: the `NULL` group).
     values: Vec<Option<String>>,
     null_group: Option<usize>,
-    /// The group of each view of the current batch.
-    memo: HashMap<u128, usize, ViewHash>,
+    /// A direct-mapped cache of the current batch's views and their groups.
+    cache: Vec<(u128, u32)>,
     indices: Vec<usize>,
     value_bytes: usize,
     reservation: MemoryReservation,
@@ -289,7 +288,7 @@ impl Groups {
             by_value: HashMap::default(),
             values: Vec::new(),
             null_group: None,
-            memo: HashMap::default(),
+            cache: vec![(0, EMPTY); SLOTS],
             indices: Vec::new(),
             value_bytes: 0,
             reservation,
@@ -300,12 +299,14 @@ impl Groups {
         let rows = batch.num_rows();
         let column = self.group_expr.evaluate(batch)?.into_array(rows)?;
         let column = string_views(&column)?;
-        self.memo.clear();
         self.indices.clear();
         self.indices.reserve(rows);
-        let views = column.views();
-        for (i, view) in views.iter().enumerate() {
-            if column.is_null(i) {
+        // The group of each view seen in this batch, by slot: the views of one batch
+        // point into its own buffers, so the cache starts empty for each.
+        self.cache.fill((0, EMPTY));
+        let nulls = column.nulls().filter(|n| n.null_count() > 0);
+        for (i, &view) in column.views().iter().enumerate() {
+            if nulls.is_some_and(|n| n.is_null(i)) {
                 let g = match self.null_group {
                     Some(g) => g,
                     None => {
@@ -316,23 +317,27 @@ impl Groups {
                 self.indices.push(g);
                 continue;
             }
-            let g = match self.memo.get(view) {
-                Some(g) => *g,
-                None => {
-                    let value = column.value(i);
-                    let g = match self.by_value.get(value) {
-                        Some(g) => *g,
-                        None => {
-                            let g = self.values.len();
-                            self.values.push(Some(value.to_string()));
-                            self.by_value.insert(value.to_string(), g);
-                            self.value_bytes += 2 * value.len();
-                            g
-                        }
-                    };
-                    self.memo.insert(*view, g);
-                    g
+            let slot = &mut self.cache[slot_of(view)];
+            let g = if slot.1 != EMPTY && slot.0 == view {
+                slot.1 as usize
+            } else {
+                let value = column.value(i);
+                let g = match self.by_value.get(value) {
+                    Some(g) => *g,
+                    None => {
+                        let g = self.values.len();
+                        self.values.push(Some(value.to_string()));
+                        self.by_value.insert(value.to_string(), g);
+                        self.value_bytes += 2 * value.len();
+                        g
+                    }
+                };
+                if let Ok(small) = u32::try_from(g)
+                    && small != EMPTY
+                {
+                    *slot = (view, small);
                 }
+                g
             };
             self.indices.push(g);
         }
@@ -362,7 +367,7 @@ impl Groups {
         self.value_bytes
             + self.values.capacity() * size_of::<Option<String>>()
             + self.by_value.capacity() * (size_of::<String>() + size_of::<usize>() + 1)
-            + self.memo.capacity() * (size_of::<u128>() + size_of::<usize>() + 1)
+            + self.cache.capacity() * size_of::<(u128, u32)>()
             + self.indices.capacity() * size_of::<usize>()
             + self
                 .functions
@@ -391,28 +396,20 @@ impl Groups {
     }
 }
 
-/// A hasher for views: two multiplications, enough to spread a handful of keys.
-#[derive(Default)]
-struct ViewHasher(u64);
+/// Slots of the view cache (a power of two); a column of a few dozen values rarely has
+/// two in one slot, and a miss only costs a lookup by value. (Four under test, so that
+/// views share slots all the time.)
+const SLOTS: usize = if cfg!(test) { 4 } else { 256 };
 
-type ViewHash = BuildHasherDefault<ViewHasher>;
+/// An empty cache slot.
+const EMPTY: u32 = u32::MAX;
 
-impl Hasher for ViewHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn write_u128(&mut self, v: u128) {
-        let mixed =
-            (v as u64 ^ ((v >> 64) as u64).rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.0 = mixed ^ (mixed >> 29);
-    }
+/// The cache slot of a view.
+#[inline(always)]
+fn slot_of(view: u128) -> usize {
+    let mixed =
+        (view as u64 ^ ((view >> 64) as u64).rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> (64 - SLOTS.trailing_zeros())) as usize
 }
 
 /// Hands the stream it holds to the one `execute` call (the rows [`ViewGroupExec`] read
