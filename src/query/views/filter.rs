@@ -62,15 +62,21 @@ impl Wanted {
         if let Some(v) = self.inline {
             return view == v;
         }
-        if view as u64 != self.head {
-            return false;
+        // Without branching on the row's value: rows of different values alternate at
+        // random, so only the rare row that needs its bytes read takes a branch.
+        let head = view as u64 == self.head;
+        let known_equal = view == memo.0;
+        let known_different = view == memo.1;
+        if head & !known_equal & !known_different {
+            return self.compare_bytes(view, memo, buffers);
         }
-        if view == memo.0 {
-            return true;
-        }
-        if view == memo.1 {
-            return false;
-        }
+        head & known_equal
+    }
+
+    /// The byte comparison, remembered in `memo`.
+    #[cold]
+    #[inline(never)]
+    fn compare_bytes(&self, view: u128, memo: &mut (u128, u128), buffers: &[Buffer]) -> bool {
         let same = long_value(buffers, view) == Some(self.bytes.as_slice());
         if same {
             memo.0 = view;

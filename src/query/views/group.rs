@@ -295,43 +295,53 @@ impl Groups {
         })
     }
 
+    /// The group of `NULL`.
+    fn null_group(&mut self) -> usize {
+        match self.null_group {
+            Some(g) => g,
+            None => {
+                self.values.push(None);
+                *self.null_group.insert(self.values.len() - 1)
+            }
+        }
+    }
+
+    /// The group of a value, a new one if it is new.
+    #[inline(never)]
+    fn group_of(&mut self, value: &str) -> usize {
+        if let Some(g) = self.by_value.get(value) {
+            return *g;
+        }
+        let g = self.values.len();
+        self.values.push(Some(value.to_string()));
+        self.by_value.insert(value.to_string(), g);
+        self.value_bytes += 2 * value.len();
+        g
+    }
+
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
         let rows = batch.num_rows();
         let column = self.group_expr.evaluate(batch)?.into_array(rows)?;
         let column = string_views(&column)?;
-        self.indices.clear();
-        self.indices.reserve(rows);
+        // Locals, so the loop keeps them in registers rather than reading them from `self`.
+        let mut indices = std::mem::take(&mut self.indices);
+        indices.clear();
+        indices.reserve(rows);
         // The group of each view seen in this batch, by slot: the views of one batch
         // point into its own buffers, so the cache starts empty for each.
-        self.cache.fill((0, EMPTY));
+        let mut cache = std::mem::take(&mut self.cache);
+        cache.fill((0, EMPTY));
         let nulls = column.nulls().filter(|n| n.null_count() > 0);
         for (i, &view) in column.views().iter().enumerate() {
             if nulls.is_some_and(|n| n.is_null(i)) {
-                let g = match self.null_group {
-                    Some(g) => g,
-                    None => {
-                        self.values.push(None);
-                        *self.null_group.insert(self.values.len() - 1)
-                    }
-                };
-                self.indices.push(g);
+                indices.push(self.null_group());
                 continue;
             }
-            let slot = &mut self.cache[slot_of(view)];
+            let slot = &mut cache[slot_of(view)];
             let g = if slot.1 != EMPTY && slot.0 == view {
                 slot.1 as usize
             } else {
-                let value = column.value(i);
-                let g = match self.by_value.get(value) {
-                    Some(g) => *g,
-                    None => {
-                        let g = self.values.len();
-                        self.values.push(Some(value.to_string()));
-                        self.by_value.insert(value.to_string(), g);
-                        self.value_bytes += 2 * value.len();
-                        g
-                    }
-                };
+                let g = self.group_of(column.value(i));
                 if let Ok(small) = u32::try_from(g)
                     && small != EMPTY
                 {
@@ -339,8 +349,10 @@ impl Groups {
                 }
                 g
             };
-            self.indices.push(g);
+            indices.push(g);
         }
+        self.indices = indices;
+        self.cache = cache;
         let total = self.values.len();
         for f in &mut self.functions {
             let arguments = f
@@ -409,7 +421,7 @@ const EMPTY: u32 = u32::MAX;
 fn slot_of(view: u128) -> usize {
     let mixed =
         (view as u64 ^ ((view >> 64) as u64).rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (mixed >> (64 - SLOTS.trailing_zeros())) as usize
+    (mixed >> (64 - SLOTS.trailing_zeros())) as usize & (SLOTS - 1)
 }
 
 /// Hands the stream it holds to the one `execute` call (the rows [`ViewGroupExec`] read
