@@ -271,6 +271,9 @@ proptest! {
         let lake = dir.path().join("lake");
         let paths = LakePaths::new(&lake);
         let rt = rt();
+        // The first refresh builds the rollups; a cut at 0 leaves the first chunk empty, so
+        // that is not always the refresh after chunk 0.
+        let mut refreshed = false;
         for (k, w) in cuts.windows(2).enumerate() {
             let mut files = Vec::new();
             for source in ["agent-log", "whatsapp", "chatwoot"] {
@@ -294,7 +297,8 @@ proptest! {
                 compact_lake(&paths, &CompactOptions { grace: std::time::Duration::ZERO, ..CompactOptions::default() }, SystemTime::now()).unwrap();
             }
             let r = rt.block_on(rollup::refresh(&paths, config(), &RefreshOptions::default(), SystemTime::now(), |_, _| {})).unwrap();
-            prop_assert_eq!(r.rebuilt, k == 0);
+            prop_assert_eq!(r.rebuilt, !refreshed, "refresh after chunk {}", k);
+            refreshed = true;
         }
         let engine = rt.block_on(Engine::open(&paths, config())).unwrap();
         prop_assert!(engine.reads_rollups());

@@ -3,17 +3,20 @@
 //! DataFusion groups a string view column by hashing and comparing the bytes of every row
 //! (about two thirds of `SELECT kind, count(*) FROM events GROUP BY kind`). A column
 //! decoded from a Parquet dictionary repeats the same 16-byte view for every row of one
-//! value, so [`ViewGroupExec`] looks each row's view up in a small table of the batch's
-//! views and reads the bytes once per distinct view and batch; the aggregate functions
-//! are DataFusion's own accumulators, fed the group of each row, and the output is what
-//! the aggregation it replaces gives (the partial states, or the final values).
+//! value, so [`ViewGroupExec`] looks each row's view up in a small direct-mapped cache of
+//! the batch's views and reads the bytes (to find the group by value) only on a miss:
+//! about once per distinct view and batch. The aggregate functions are DataFusion's own
+//! accumulators, fed the group of each row, and the output is what the aggregation it
+//! replaces gives (the partial states, or the final values).
 //!
 //! It only takes the aggregation over when the first rows show few distinct views (at
 //! most one in [`FEW`]); otherwise — a column of mostly distinct values such as an
 //! identifier — it hands the rows it read, and the rest, to DataFusion's aggregation
-//! unchanged.
+//! unchanged (whose metrics `EXPLAIN ANALYZE` then does not show). Its group table draws
+//! on the session's memory pool; past the limit a partial aggregation emits its groups
+//! early (the final one merges them), as DataFusion's does, and a single-step one fails.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -202,36 +205,83 @@ async fn run(
     let by_view: Count = MetricBuilder::new(&metrics).counter(ROWS_BY_VIEW, partition);
     let reservation =
         MemoryConsumer::new(format!("ViewGroupExec[{partition}]")).register(context.memory_pool());
-    let mut groups = Groups::new(&aggregate, reservation)?;
-    for batch in read {
-        let _timer = baseline.elapsed_compute().timer();
-        groups.update(&batch)?;
-        by_view.add(batch.num_rows());
-    }
-    while let Some(batch) = input.next().await.transpose()? {
-        let _timer = baseline.elapsed_compute().timer();
-        groups.update(&batch)?;
-        by_view.add(batch.num_rows());
-    }
-    let timer = baseline.elapsed_compute().timer();
-    let out = groups.finish(aggregate.schema())?;
-    drop(timer);
-    let batch_size = context.session_config().batch_size().max(1);
-    let slices: Vec<Result<RecordBatch>> = match out {
-        None => Vec::new(),
-        Some(b) => (0..b.num_rows())
-            .step_by(batch_size)
-            .map(|start| Ok(b.slice(start, batch_size.min(b.num_rows() - start))))
-            .collect(),
+    let schema = aggregate.schema();
+    let state = Running {
+        groups: Groups::new(&aggregate, reservation)?,
+        read: read.into(),
+        input: Some(input),
+        out: VecDeque::new(),
+        schema: Arc::clone(&schema),
+        batch_size: context.session_config().batch_size().max(1),
+        baseline,
+        by_view,
     };
-    for s in slices.iter().flatten() {
-        baseline.record_output(s.num_rows());
+    let stream = futures::stream::try_unfold(state, |mut st| async move {
+        loop {
+            if let Some(b) = st.out.pop_front() {
+                st.baseline.record_output(b.num_rows());
+                return Ok(Some((b, st)));
+            }
+            let Some(input) = st.input.as_mut() else {
+                st.baseline.done();
+                return Ok(None);
+            };
+            let next = match st.read.pop_front() {
+                Some(b) => Some(b),
+                None => input.next().await.transpose()?,
+            };
+            let elapsed = st.baseline.elapsed_compute().clone();
+            let _timer = elapsed.timer();
+            match next {
+                Some(batch) => {
+                    st.groups.update(&batch)?;
+                    st.by_view.add(batch.num_rows());
+                    if let Err(e) = st.groups.reserve() {
+                        // Partial states may be emitted at any time (the final
+                        // aggregation merges them), as DataFusion's own partial
+                        // aggregation does under memory pressure; final values may not.
+                        if st.groups.finals {
+                            return Err(e);
+                        }
+                        st.emit()?;
+                        st.groups.reserve()?;
+                    }
+                }
+                None => {
+                    st.emit()?;
+                    st.input = None;
+                }
+            }
+        }
+    });
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+}
+
+/// The state of a partition grouped by view.
+struct Running {
+    groups: Groups,
+    /// The batches read to choose, not yet grouped.
+    read: VecDeque<RecordBatch>,
+    /// `None` once the input has ended and the last groups are out.
+    input: Option<SendableRecordBatchStream>,
+    out: VecDeque<RecordBatch>,
+    schema: SchemaRef,
+    batch_size: usize,
+    baseline: BaselineMetrics,
+    by_view: Count,
+}
+
+impl Running {
+    /// Takes every group out, in batches of the session's size.
+    fn emit(&mut self) -> Result<()> {
+        if let Some(b) = self.groups.take(Arc::clone(&self.schema))? {
+            for start in (0..b.num_rows()).step_by(self.batch_size) {
+                let len = self.batch_size.min(b.num_rows() - start);
+                self.out.push_back(b.slice(start, len));
+            }
+        }
+        Ok(())
     }
-    baseline.done();
-    Ok(Box::pin(RecordBatchStreamAdapter::new(
-        aggregate.schema(),
-        futures::stream::iter(slices),
-    )))
 }
 
 fn string_views(column: &ArrayRef) -> Result<&StringViewArray> {
@@ -372,6 +422,11 @@ impl Groups {
                 total,
             )?;
         }
+        Ok(())
+    }
+
+    /// Accounts for the memory the groups hold; fails past the pool's limit.
+    fn reserve(&mut self) -> Result<()> {
         self.reservation.try_resize(self.size())
     }
 
@@ -388,7 +443,9 @@ impl Groups {
                 .sum::<usize>()
     }
 
-    fn finish(mut self, schema: SchemaRef) -> Result<Option<RecordBatch>> {
+    /// Every group and its state (or final value), and the groups emptied: the
+    /// accumulators start afresh after emitting all.
+    fn take(&mut self, schema: SchemaRef) -> Result<Option<RecordBatch>> {
         if self.values.is_empty() {
             return Ok(None);
         }
@@ -404,6 +461,10 @@ impl Groups {
                 columns.extend(f.accumulator.state(EmitTo::All)?);
             }
         }
+        self.values = Vec::new();
+        self.by_value = HashMap::default();
+        self.null_group = None;
+        self.value_bytes = 0;
         Ok(Some(RecordBatch::try_new(schema, columns)?))
     }
 }
@@ -509,6 +570,17 @@ mod tests {
         batch: usize,
         rule: bool,
     ) -> SessionContext {
+        session_in(rows, partitions, batch, rule, None)
+    }
+
+    /// [`session`] with a memory pool of `memory` bytes.
+    fn session_in(
+        rows: &[(Option<String>, Option<i64>, f64)],
+        partitions: usize,
+        batch: usize,
+        rule: bool,
+        memory: Option<usize>,
+    ) -> SessionContext {
         let schema = Arc::new(Schema::new(vec![
             Field::new("s", DataType::Utf8View, true),
             Field::new("x", DataType::Int64, true),
@@ -536,6 +608,13 @@ mod tests {
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features();
+        if let Some(bytes) = memory {
+            let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+                .with_memory_limit(bytes, 1.0)
+                .build_arc()
+                .unwrap();
+            state = state.with_runtime_env(runtime);
+        }
         if rule {
             state = state.with_physical_optimizer_rule(Arc::new(super::super::StringViewPaths));
         }
@@ -637,6 +716,74 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn past_the_memory_limit_partial_groups_are_emitted_early() {
+        // 8192 rows of three values (each partition's first 4096: grouped by view), then
+        // three values and 12 000 distinct long ones in turn: the group table outgrows a
+        // 256 KiB pool many times, and each emission holds the three values again.
+        const COMMON: [&str; 3] = ["in", "out", "delivery_status_failed"];
+        let mut rows: Vec<(Option<String>, Option<i64>, f64)> = (0..8192)
+            .map(|i| (Some(COMMON[i % 3].to_string()), Some(1), 0.0))
+            .collect();
+        for i in 0..12_000 {
+            rows.push((Some(COMMON[i % 3].to_string()), Some(1), 0.0));
+            rows.push((
+                Some(format!("customer-{i:05}-with-a-long-key")),
+                Some(1),
+                0.0,
+            ));
+        }
+        let ctx = session_in(&rows, 2, 1024, true, Some(256 << 10));
+        let plan = ctx
+            .sql("SELECT s, count(*) AS n FROM t GROUP BY s")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let mut partial = None;
+        plan.apply(|node| {
+            if node.name() == "ViewGroupExec" {
+                partial = Some(Arc::clone(node));
+                return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        let partial = partial.expect("the partial aggregation runs by view");
+        let mut counts = HashMap::<String, i64>::new();
+        let mut emitted = 0;
+        for p in 0..partial.properties().output_partitioning().partition_count() {
+            let stream = partial.execute(p, ctx.task_ctx()).unwrap();
+            for b in datafusion::physical_plan::common::collect(stream)
+                .await
+                .unwrap()
+            {
+                let keys = b.column(0).as_string_view();
+                let n = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+                for i in 0..b.num_rows() {
+                    *counts.entry(keys.value(i).to_string()).or_default() += n.value(i);
+                }
+                emitted += b.num_rows();
+            }
+        }
+        let mut want = HashMap::<String, i64>::new();
+        for r in &rows {
+            *want.entry(r.0.clone().unwrap()).or_default() += 1;
+        }
+        assert_eq!(counts, want);
+        let by_view = partial
+            .metrics()
+            .and_then(|m| m.sum_by_name(ROWS_BY_VIEW))
+            .map(|v| v.as_usize());
+        assert_eq!(by_view, Some(rows.len()));
+        assert!(
+            emitted >= want.len() + 3 * 4,
+            "{emitted} partial rows for {} groups: not emitted early",
+            want.len()
+        );
     }
 
     proptest! {
