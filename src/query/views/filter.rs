@@ -17,6 +17,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringViewArray};
 use arrow::buffer::{BooleanBuffer, Buffer};
 use arrow::datatypes::{DataType, Schema};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::PhysicalExpr;
@@ -275,6 +276,126 @@ impl PhysicalExpr for ViewEquals {
     }
 }
 
+/// `predicate` with its string view comparisons (and `AND`s of them) in these forms.
+pub fn rewrite(
+    predicate: Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+) -> Result<Transformed<Arc<dyn PhysicalExpr>>> {
+    predicate.transform_up(|e| {
+        if let Some(v) = ViewEquals::from_expr(&e, schema) {
+            return Ok(Transformed::yes(Arc::new(v) as Arc<dyn PhysicalExpr>));
+        }
+        Ok(match ViewAll::from_expr(&e) {
+            Some(v) => Transformed::yes(Arc::new(v) as Arc<dyn PhysicalExpr>),
+            None => Transformed::no(e),
+        })
+    })
+}
+
+/// `a AND b AND …` of [`ViewEquals`] comparisons, each over the whole batch and the
+/// results combined. DataFusion's `AND` evaluates its right side only on the rows its left
+/// side keeps, by copying those rows of every column of the batch first; for comparisons
+/// this cheap the copy costs more than comparing every row.
+#[derive(Debug, Clone)]
+pub struct ViewAll {
+    parts: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl ViewAll {
+    /// `expr` in this form when it is an `AND` of view comparisons (or of such `AND`s).
+    pub fn from_expr(expr: &Arc<dyn PhysicalExpr>) -> Option<Self> {
+        let b = expr.downcast_ref::<BinaryExpr>()?;
+        if *b.op() != Operator::And {
+            return None;
+        }
+        let mut parts = Vec::new();
+        for side in [b.left(), b.right()] {
+            if side.is::<ViewEquals>() {
+                parts.push(Arc::clone(side));
+            } else if let Some(all) = side.downcast_ref::<ViewAll>() {
+                parts.extend(all.parts.iter().cloned());
+            } else {
+                return None;
+            }
+        }
+        Some(ViewAll { parts })
+    }
+}
+
+impl PartialEq for ViewAll {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts.len() == other.parts.len()
+            && self
+                .parts
+                .iter()
+                .zip(&other.parts)
+                .all(|(a, b)| a.as_ref() == b.as_ref())
+    }
+}
+
+impl Eq for ViewAll {}
+
+impl Hash for ViewAll {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts.hash(state);
+    }
+}
+
+impl fmt::Display for ViewAll {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.parts.iter().map(|p| p.to_string()).collect();
+        f.write_str(&parts.join(" AND "))
+    }
+}
+
+impl PhysicalExpr for ViewAll {
+    fn data_type(&self, _schema: &Schema) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn nullable(&self, schema: &Schema) -> Result<bool> {
+        for p in &self.parts {
+            if p.nullable(schema)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+        let rows = batch.num_rows();
+        let mut all: Option<BooleanArray> = None;
+        for p in &self.parts {
+            let part = p.evaluate(batch)?.into_array(rows)?;
+            let part = part.as_boolean();
+            all = Some(match all {
+                None => part.clone(),
+                // SQL's AND: false wins over NULL.
+                Some(a) => arrow::compute::and_kleene(&a, part)?,
+            });
+        }
+        match all {
+            Some(a) => Ok(ColumnarValue::Array(Arc::new(a))),
+            None => exec_err!("an AND of no comparisons"),
+        }
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        self.parts.iter().collect()
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        Ok(Arc::new(ViewAll { parts: children }))
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +564,50 @@ mod tests {
     }
 
     proptest! {
+        /// `s = … AND t <> … AND s <> …` over two random columns with nulls (so the
+        /// `AND` of NULL and false): rewritten, the same answer as DataFusion's `AND`.
+        #[test]
+        fn and_of_comparisons_the_same_as_datafusion(
+            pairs in proptest::collection::vec(
+                (proptest::option::weighted(0.8, 0usize..4), proptest::option::weighted(0.8, 0usize..4)),
+                0..400),
+            first in 0usize..4,
+            second in 0usize..4,
+            third in 0usize..4,
+        ) {
+            const WORDS: [&str; 4] = ["message_status", "failed", "message_in", "a_value_longer_than_twelve"];
+            let schema = Schema::new(vec![
+                Field::new("s", DataType::Utf8View, true),
+                Field::new("t", DataType::Utf8View, true),
+            ]);
+            let s: Vec<Option<&str>> = pairs.iter().map(|p| p.0.map(|i| WORDS[i])).collect();
+            let t: Vec<Option<&str>> = pairs.iter().map(|p| p.1.map(|i| WORDS[i])).collect();
+            let batch = RecordBatch::try_new(
+                Arc::new(schema.clone()),
+                vec![Arc::new(column(&s, true)) as ArrayRef, Arc::new(column(&t, false))],
+            )
+            .unwrap();
+            let cmp = |c: &str, op, w: usize| -> Arc<dyn PhysicalExpr> {
+                Arc::new(BinaryExpr::new(
+                    col(c, &schema).unwrap(),
+                    op,
+                    lit(ScalarValue::Utf8View(Some(WORDS[w].to_string()))),
+                ))
+            };
+            let plain: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+                Arc::new(BinaryExpr::new(cmp("s", Operator::Eq, first), Operator::And, cmp("t", Operator::NotEq, second))),
+                Operator::And,
+                cmp("s", Operator::NotEq, third),
+            ));
+            let fast = rewrite(Arc::clone(&plain), &schema).unwrap();
+            prop_assert!(fast.transformed);
+            prop_assert!(fast.data.is::<ViewAll>(), "{}", fast.data);
+            let run = |e: &Arc<dyn PhysicalExpr>| {
+                e.evaluate(&batch).unwrap().into_array(batch.num_rows()).unwrap().as_boolean().clone()
+            };
+            prop_assert_eq!(run(&fast.data), run(&plain));
+        }
+
         /// Over random columns of values sharing prefixes and lengths, with and without
         /// repeated views: the same answer as DataFusion's comparison.
         #[test]

@@ -6,7 +6,8 @@
 //! by byte on every row; the low-cardinality columns analysts filter and group by (`kind`,
 //! `channel`, `status`, `team`) repeat a handful of values over millions of rows. So:
 //! - [`filter::ViewEquals`] answers `=`, `<>` and `[NOT] IN` against literals in a filter
-//!   from the views, comparing bytes once per distinct view;
+//!   from the views, comparing bytes once per distinct view, and [`filter::ViewAll`] an
+//!   `AND` of such comparisons over whole batches;
 //! - [`group::ViewGroupExec`] runs a `GROUP BY` of one such column by view.
 //!
 //! Both give exactly what the plans they replace give; the tests compare them with
@@ -20,7 +21,6 @@ use std::sync::Arc;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result;
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::AggregateExec;
@@ -40,12 +40,7 @@ impl PhysicalOptimizerRule for StringViewPaths {
         plan.transform_up(|node| {
             if let Some(f) = node.downcast_ref::<FilterExec>() {
                 let schema = f.input().schema();
-                let predicate = Arc::clone(f.predicate()).transform_up(|e| {
-                    Ok(match filter::ViewEquals::from_expr(&e, &schema) {
-                        Some(v) => Transformed::yes(Arc::new(v) as Arc<dyn PhysicalExpr>),
-                        None => Transformed::no(e),
-                    })
-                })?;
+                let predicate = filter::rewrite(Arc::clone(f.predicate()), &schema)?;
                 if predicate.transformed {
                     let rebuilt = FilterExecBuilder::from(f)
                         .with_predicate(predicate.data)
