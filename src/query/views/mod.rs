@@ -10,7 +10,7 @@
 //!   `AND` of such comparisons over whole batches;
 //! - [`group::ViewGroupExec`] runs a `GROUP BY` of one such column by view.
 //!
-//! Both give exactly what the plans they replace give; the tests compare them with
+//! Each gives exactly what the plan it replaces gives; the tests compare them with
 //! DataFusion's own operators.
 
 pub mod filter;
@@ -26,7 +26,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 
-/// The rule: filters' string view comparisons become [`filter::ViewEquals`], and
+/// The rule: filters' string view comparisons (and `AND`s of them) become
+/// [`filter::ViewEquals`] ([`filter::ViewAll`]), and
 /// aggregations [`group::applies`] to run in a [`group::ViewGroupExec`].
 #[derive(Debug, Default)]
 pub struct StringViewPaths;
