@@ -612,25 +612,14 @@ fn string_view_paths_agree_with_duckdb() {
         assert!(!rows.is_empty(), "{q}");
         ours.push(rows);
     }
-    let script = "import sys, json, duckdb\n\
-        con = duckdb.connect()\n\
-        con.execute(f\"CREATE VIEW events AS SELECT * FROM read_parquet('{sys.argv[1]}/events/*/*.parquet', hive_partitioning = true)\")\n\
+    let script = "con = duckdb.connect()\n\
+        con.execute(f'CREATE VIEW events AS SELECT * FROM {src}')\n\
         out = []\n\
         for q in json.loads(sys.argv[2]):\n\
         \x20   out.append([['NULL' if v is None else str(v) for v in row] for row in con.execute(q).fetchall()])\n\
         print(json.dumps(out))\n";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(&lake)
-        .arg(serde_json::to_string(&queries).unwrap())
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "DuckDB failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let theirs: Vec<Vec<Vec<String>>> = serde_json::from_slice(&out.stdout).unwrap();
+    let out = common::duckdb(&lake, script, &[&serde_json::to_string(&queries).unwrap()]);
+    let theirs: Vec<Vec<Vec<String>>> = serde_json::from_str(&out).unwrap();
     for ((q, o), t) in queries.iter().zip(&ours).zip(&theirs) {
         assert_eq!(o, t, "{q}");
     }

@@ -5,30 +5,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use chrono::{DateTime, Utc};
 use common::*;
-
-/// Runs a Python snippet with DuckDB; the lake path is `sys.argv[1]`.
-fn duckdb(lake: &Path, script: &str) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(format!("{PRELUDE}{script}"))
-        .arg(lake)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "DuckDB script failed (is the PyPI package `duckdb` installed? .ci/run installs it):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Python prelude: `src` is the lake's events table as DuckDB reads it.
-const PRELUDE: &str = "import sys, json, glob, datetime, duckdb\n\
-src = f\"read_parquet('{sys.argv[1]}/events/*/*.parquet', hive_partitioning = true)\"\n";
 
 /// One row as comparable text: timestamps as microseconds since the epoch.
 type Row = BTreeMap<String, String>;
@@ -79,7 +58,7 @@ for row in rel.fetchall():
         out[name] = v
     print(json.dumps(out, ensure_ascii=False))
 "#;
-    duckdb(lake, script)
+    duckdb(lake, script, &[])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
@@ -113,6 +92,7 @@ fn duckdb_reads_the_same_rows_and_types() {
     let theirs = duckdb(
         &lake,
         "for name, typ, *_ in duckdb.sql(f'DESCRIBE SELECT * FROM {src}').fetchall(): print(f'{name},{typ}')",
+        &[],
     );
     let map = |t: &str| match t {
         "Utf8" | "Utf8View" => "VARCHAR",
@@ -142,6 +122,7 @@ fn duckdb_reads_the_same_rows_and_types() {
         &lake,
         "f = sorted(glob.glob(sys.argv[1] + '/events/*/*.parquet'))[0]\n\
          print(duckdb.sql(f\"SELECT logical_type FROM parquet_schema('{f}') WHERE name = 'ts'\").fetchall()[0][0])",
+        &[],
     );
     assert!(logical.contains("isAdjustedToUTC=1"), "{logical}");
     assert!(logical.contains("MICROS"), "{logical}");
@@ -162,6 +143,7 @@ fn duckdb_sees_each_event_once_after_repeated_ingests() {
     let out = duckdb(
         &lake,
         "print(duckdb.sql(f'SELECT count(*), count(DISTINCT event_id) FROM {src}').fetchall()[0])",
+        &[],
     );
     assert_eq!(out.trim(), "(42, 42)");
 }

@@ -193,3 +193,25 @@ pub fn shuffle<T>(items: &mut [T], next: &mut impl FnMut() -> u64) {
         items.swap(i, (next() % (i as u64 + 1)) as usize);
     }
 }
+
+/// Python prelude of [`duckdb`]: `src` is the lake's events table as DuckDB reads it.
+const DUCKDB_PRELUDE: &str = "import sys, json, glob, datetime, duckdb\n\
+src = f\"read_parquet('{sys.argv[1]}/events/*/*.parquet', hive_partitioning = true)\"\n";
+
+/// Runs a Python snippet with DuckDB (PyPI `duckdb`) over the lake's Parquet: the lake path
+/// is `sys.argv[1]`, `args` follow it; returns what it prints.
+pub fn duckdb(lake: &Path, script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!("{DUCKDB_PRELUDE}{script}"))
+        .arg(lake)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "DuckDB script failed (is the PyPI package `duckdb` installed? .ci/run installs it):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
