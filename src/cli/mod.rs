@@ -1,6 +1,7 @@
 //! The command line: argument parsing, the edge where `anyhow`, the wall clock and the
 //! terminal live. Each subcommand is a module with its `Args` and `run`.
 
+mod check;
 mod demo;
 mod erase;
 mod generate;
@@ -63,6 +64,7 @@ enum Command {
     Rollup(lifecycle::RollupArgs),
     Erase(erase::Args),
     Retention(retention::Args),
+    Check(check::Args),
     Keygen(KeygenArgs),
 }
 
@@ -141,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Rollup(args) => lifecycle::run_rollup(args),
         Command::Erase(args) => erase::run(args),
         Command::Retention(args) => retention::run(args),
+        Command::Check(args) => check::run(args),
         Command::Keygen(_) => {
             println!("{}", crate::pseudonym::generate_key_hex());
             Ok(EXIT_OK)

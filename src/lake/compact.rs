@@ -90,6 +90,10 @@ pub struct CompactReport {
     /// Covered files kept for readers that may still be reading them.
     pub waiting: usize,
     pub temps_removed: usize,
+    /// Files found damaged and moved aside; their partitions are compacted next time.
+    pub damaged: Vec<super::damage::Damaged>,
+    /// Partitions that could not be compacted this time, and why (the others were).
+    pub failed: Vec<(PartitionDate, String)>,
 }
 
 /// The partition directories of the `events` table, oldest first.
@@ -148,89 +152,133 @@ pub fn compact(
             continue;
         }
         report.partitions_seen += 1;
-        let mut names = Vec::new();
-        for p in list_dir(&dir)? {
-            let n = file_name(&p);
-            if let Some(f) = DataFileName::parse(&n) {
-                names.push(f);
-            } else if opts.sweep_temps && n.starts_with('.') && n.ends_with(".tmp") {
-                fs::remove_file(&p).map_err(|e| LakeError::io(&p, e))?;
-                report.temps_removed += 1;
+        // Merges committed before an error in the partition stay (and stay reported).
+        let Err(e) = compact_partition(date, &dir, opts, now, &props, &mut report, &mut on_merge)
+        else {
+            continue;
+        };
+        match damaged_input(&e) {
+            Some((file, why)) => {
+                // One bad file stops only its own partition, and only until it is moved.
+                report
+                    .damaged
+                    .push(super::damage::quarantine(paths, &file, &why, now)?);
+            }
+            None => {
+                tracing::warn!(partition = %date, error = %e, "cannot compact this partition now; the others go on");
+                report.failed.push((date, e.to_string()));
             }
         }
-        let (live, covered) = live_and_covered(&names);
-        report.files_before += live.len();
-
-        // Covered files go once the file covering them has been visible for the grace period.
-        let mut deleted_any = false;
-        for c in &covered {
-            let cover = live
-                .iter()
-                .find(|l| l.first_seq <= c.first_seq && c.last_seq <= l.last_seq);
-            let old_enough = match cover {
-                Some(l) => {
-                    let p = dir.join(l.file_name());
-                    let m = fs::metadata(&p)
-                        .and_then(|m| m.modified())
-                        .map_err(|e| LakeError::io(&p, e))?;
-                    now.duration_since(m).unwrap_or_default() >= opts.grace
-                }
-                None => false,
-            };
-            if old_enough {
-                let p = dir.join(c.file_name());
-                fs::remove_file(&p).map_err(|e| LakeError::io(&p, e))?;
-                report.deleted.push(p);
-                deleted_any = true;
-            } else {
-                report.waiting += 1;
-            }
-        }
-        if deleted_any {
-            sync_dir(&dir)?;
-        }
-
-        // Runs of neighbouring small files, each run within the row target.
-        let infos = live
-            .iter()
-            .map(|n| file_info(&dir, *n))
-            .collect::<Result<Vec<_>>>()?;
-        let mut runs: Vec<Vec<&FileInfo>> = Vec::new();
-        let mut run: Vec<&FileInfo> = Vec::new();
-        let mut run_rows = 0;
-        for f in &infos {
-            let small = f.bytes < opts.small_file_bytes;
-            if !small || run_rows + f.rows > opts.target_file_rows {
-                runs.push(std::mem::take(&mut run));
-                run_rows = 0;
-            }
-            if small {
-                run_rows += f.rows;
-                run.push(f);
-            }
-        }
-        runs.push(run);
-        let mut after = infos.len();
-        for run in runs.into_iter().filter(|r| r.len() >= 2) {
-            let merge = merge_run(&dir, date, &run, Arc::clone(&props))?;
-            info!(partition = %date, inputs = merge.inputs.len(), rows = merge.rows,
-                  bytes = merge.bytes_out, output = %merge.output.file_name(), "compacted");
-            after -= run.len() - 1;
-            on_merge(&merge)?;
-            if opts.grace.is_zero() {
-                // Nobody needs the inputs: they go now rather than at the next run.
-                for input in &merge.inputs {
-                    let p = dir.join(input.file_name());
-                    fs::remove_file(&p).map_err(|e| LakeError::io(&p, e))?;
-                    report.deleted.push(p);
-                }
-                sync_dir(&dir)?;
-            }
-            report.merges.push(merge);
-        }
-        report.files_after += after;
     }
     Ok(report)
+}
+
+/// The input file a compaction error is about, when the error is damage in it.
+fn damaged_input(e: &LakeError) -> Option<(PathBuf, String)> {
+    match e {
+        LakeError::Parquet { path, source }
+            if path.extension().is_some_and(|x| x == "parquet")
+                && super::damage::is_damage(source) =>
+        {
+            Some((path.clone(), source.to_string()))
+        }
+        LakeError::Damaged { path, why } => Some((path.clone(), why.clone())),
+        _ => None,
+    }
+}
+
+/// Compacts one partition (see [`compact`]), adding to `report`.
+fn compact_partition(
+    date: PartitionDate,
+    dir: &Path,
+    opts: &CompactOptions,
+    now: SystemTime,
+    props: &Arc<parquet::file::properties::WriterProperties>,
+    report: &mut CompactReport,
+    on_merge: &mut impl FnMut(&Merge) -> Result<()>,
+) -> Result<()> {
+    let mut names = Vec::new();
+    for p in list_dir(dir)? {
+        let n = file_name(&p);
+        if let Some(f) = DataFileName::parse(&n) {
+            names.push(f);
+        } else if opts.sweep_temps && n.starts_with('.') && n.ends_with(".tmp") {
+            fs::remove_file(&p).map_err(|e| LakeError::io(&p, e))?;
+            report.temps_removed += 1;
+        }
+    }
+    let (live, covered) = live_and_covered(&names);
+    report.files_before += live.len();
+
+    // Covered files go once the file covering them has been visible for the grace period.
+    let mut deleted_any = false;
+    for c in &covered {
+        let cover = live
+            .iter()
+            .find(|l| l.first_seq <= c.first_seq && c.last_seq <= l.last_seq);
+        let old_enough = match cover {
+            Some(l) => {
+                let p = dir.join(l.file_name());
+                let m = fs::metadata(&p)
+                    .and_then(|m| m.modified())
+                    .map_err(|e| LakeError::io(&p, e))?;
+                now.duration_since(m).unwrap_or_default() >= opts.grace
+            }
+            None => false,
+        };
+        if old_enough {
+            let p = dir.join(c.file_name());
+            fs::remove_file(&p).map_err(|e| LakeError::io(&p, e))?;
+            report.deleted.push(p);
+            deleted_any = true;
+        } else {
+            report.waiting += 1;
+        }
+    }
+    if deleted_any {
+        sync_dir(dir)?;
+    }
+
+    // Runs of neighbouring small files, each run within the row target.
+    let infos = live
+        .iter()
+        .map(|n| file_info(dir, *n))
+        .collect::<Result<Vec<_>>>()?;
+    let mut runs: Vec<Vec<&FileInfo>> = Vec::new();
+    let mut run: Vec<&FileInfo> = Vec::new();
+    let mut run_rows = 0;
+    for f in &infos {
+        let small = f.bytes < opts.small_file_bytes;
+        if !small || run_rows + f.rows > opts.target_file_rows {
+            runs.push(std::mem::take(&mut run));
+            run_rows = 0;
+        }
+        if small {
+            run_rows += f.rows;
+            run.push(f);
+        }
+    }
+    runs.push(run);
+    let mut after = infos.len();
+    for run in runs.into_iter().filter(|r| r.len() >= 2) {
+        let merge = merge_run(dir, date, &run, Arc::clone(props))?;
+        info!(partition = %date, inputs = merge.inputs.len(), rows = merge.rows,
+              bytes = merge.bytes_out, output = %merge.output.file_name(), "compacted");
+        after -= run.len() - 1;
+        on_merge(&merge)?;
+        if opts.grace.is_zero() {
+            // Nobody needs the inputs: they go now rather than at the next run.
+            for input in &merge.inputs {
+                let p = dir.join(input.file_name());
+                fs::remove_file(&p).map_err(|e| LakeError::io(&p, e))?;
+                report.deleted.push(p);
+            }
+            sync_dir(dir)?;
+        }
+        report.merges.push(merge);
+    }
+    report.files_after += after;
+    Ok(())
 }
 
 /// [`compact`], keeping the rollup manifest's record of processed files in step: a merge
@@ -268,28 +316,31 @@ fn merge_run(
             .with_batch_size(64 * 1024)
             .build()
             .map_err(|e| LakeError::parquet(&f.path, e))?;
+        let mut file_rows = 0u64;
         for b in reader {
-            let b = b.map_err(|e| LakeError::Schema(format!("{}: {e}", f.path.display())))?;
+            let b = b.map_err(|e| LakeError::parquet(&f.path, e.into()))?;
             if b.num_columns() != schema.fields().len() {
-                return Err(LakeError::Schema(format!(
-                    "{} does not have the events columns",
-                    f.path.display()
-                )));
+                return Err(LakeError::Damaged {
+                    path: f.path.clone(),
+                    why: "it does not have the events columns".into(),
+                });
             }
-            rows += b.num_rows() as u64;
+            file_rows += b.num_rows() as u64;
             batches.push(RecordBatch::try_new(
                 Arc::clone(&schema),
                 b.columns().to_vec(),
             )?);
         }
-    }
-    let expected: u64 = run.iter().map(|f| f.rows).sum();
-    if rows != expected {
-        return Err(LakeError::Verify {
-            path: dir.to_owned(),
-            expected,
-            found: rows as i64,
-        });
+        if file_rows != f.rows {
+            return Err(LakeError::Damaged {
+                path: f.path.clone(),
+                why: format!(
+                    "its footer promises {} rows but {file_rows} were read",
+                    f.rows
+                ),
+            });
+        }
+        rows += file_rows;
     }
     let output = DataFileName {
         first_seq: run.iter().map(|f| f.name.first_seq).min().unwrap_or(0),
@@ -456,5 +507,92 @@ mod tests {
         };
         let r = compact(&paths, &opts, SystemTime::now(), |_| Ok(())).unwrap();
         assert!(r.merges.is_empty());
+    }
+
+    /// Regression: one damaged file used to fail the whole compaction, every partition.
+    #[test]
+    fn a_damaged_file_is_moved_aside_and_stops_no_other_partition() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = LakePaths::new(tmp.path());
+        let mut w = LakeWriter::open(paths.clone(), WriterOptions::default()).unwrap();
+        for day in [20_000, 20_001] {
+            for k in 0..3 {
+                let base = (day as u32 - 20_000) * 100 + k * 10;
+                w.append(&batch(base..base + 10, day)).unwrap();
+                w.flush().unwrap();
+            }
+        }
+        drop(w);
+        let parts = event_partitions(&paths).unwrap();
+        let (bad_day, bad_dir) = parts[0].clone();
+        let victim = writer::data_files(&bad_dir).unwrap()[1].clone();
+        for damage in ["footer", "pages"] {
+            let bytes = fs::read(&victim).unwrap();
+            let mut broken = bytes.clone();
+            match damage {
+                // Cut: the footer is gone.
+                "footer" => broken.truncate(bytes.len() / 2),
+                // The column chunks scrambled, the footer intact.
+                _ => {
+                    let footer = u32::from_le_bytes(
+                        bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap(),
+                    ) as usize;
+                    for b in &mut broken[4..bytes.len() - 8 - footer] {
+                        *b = b.wrapping_mul(31).wrapping_add(7);
+                    }
+                }
+            }
+            fs::write(&victim, &broken).unwrap();
+            let r = compact(
+                &paths,
+                &CompactOptions {
+                    grace: Duration::ZERO,
+                    ..CompactOptions::default()
+                },
+                SystemTime::now(),
+                |_| Ok(()),
+            )
+            .unwrap();
+            assert_eq!(r.damaged.len(), 1, "{damage}: {r:?}");
+            assert!(r.failed.is_empty(), "{damage}: {:?}", r.failed);
+            assert!(!victim.exists());
+            // The other partition was compacted all the same.
+            assert!(
+                r.merges.iter().any(|m| m.partition != bad_day),
+                "{damage}: {:?}",
+                r.merges
+            );
+            // And the damaged one is compacted without the file next time.
+            let r = compact(
+                &paths,
+                &CompactOptions {
+                    grace: Duration::ZERO,
+                    ..CompactOptions::default()
+                },
+                SystemTime::now(),
+                |_| Ok(()),
+            )
+            .unwrap();
+            assert!(r.damaged.is_empty());
+            assert!(
+                r.merges
+                    .iter()
+                    .all(|m| m.partition == bad_day && m.rows == 20),
+                "{damage}: {:?}",
+                r.merges
+            );
+            // Put the partition back as it was for the next kind of damage.
+            fs::remove_dir_all(paths.damaged()).unwrap();
+            fs::remove_dir_all(&bad_dir).unwrap();
+            fs::remove_dir_all(&parts[1].1).unwrap();
+            let mut w = LakeWriter::open(paths.clone(), WriterOptions::default()).unwrap();
+            for day in [20_000, 20_001] {
+                for k in 0..3 {
+                    let base = (day as u32 - 20_000) * 100 + k * 10;
+                    w.append(&batch(base..base + 10, day)).unwrap();
+                    w.flush().unwrap();
+                }
+            }
+        }
     }
 }

@@ -25,6 +25,12 @@
 //!    compacted file covers): the customer's rows are dropped; the file keeps its name, and
 //!    becomes an empty file of the same schema if nothing is left ([`super::rewrite`]).
 //!
+//! 5. Damaged files kept for inspection (`_damaged/`, `_wal/damaged/`): removed unless
+//!    they can be shown to hold none of the customer's data.
+//!
+//! A data file that turns out damaged on the way is moved aside first (to `_damaged/`),
+//! then dealt with as in 5.
+//!
 //! Files without the customer's data are not touched, so a second erasure of the same
 //! customer changes nothing (it still writes an audit record saying it found nothing).
 //!
@@ -202,6 +208,10 @@ pub struct ErasureRecord {
     pub quarantine: QuarantineCounts,
     /// Leftovers of interrupted writes and retention runs removed on the way.
     pub leftovers_removed: u64,
+    /// Damaged files (moved aside data files, kept log bytes) removed because they could
+    /// not be shown to be free of the customer's data.
+    #[serde(default)]
+    pub damaged_removed: Vec<String>,
     /// Times the erasure was interrupted and taken up again.
     pub resumed: u32,
     pub duration_ms: u64,
@@ -280,6 +290,7 @@ pub fn erase(
                     wal: WalCounts::default(),
                     quarantine: QuarantineCounts::default(),
                     leftovers_removed: 0,
+                    damaged_removed: Vec::new(),
                     resumed: 0,
                     duration_ms: 0,
                 },
@@ -402,6 +413,7 @@ fn run(
     };
     erase_quarantine(&mut r, &mut matcher)?;
     erase_parquet(&mut r, &rows)?;
+    erase_damaged(&mut r, &rows)?;
 
     r.pending.record.duration_ms += started.elapsed().as_millis() as u64;
     let record = r.pending.record.clone();
@@ -522,16 +534,11 @@ fn conversations_of(paths: &LakePaths, k: &str, with_wal: bool) -> Result<BTreeS
         Ok(())
     };
     for (_, path) in parquet_files(paths)? {
-        let Some(reader) = projected(&path)? else {
-            continue;
-        };
-        for b in reader {
-            collect(&b.map_err(LakeError::Arrow)?)?;
-        }
+        each_matching(paths, &path, &mut collect)?;
     }
     if with_wal {
         for (_, seg) in wal::segments(&paths.wal())? {
-            for b in wal::read_segment(&seg)? {
+            for b in wal::read_segment(&seg)?.batches {
                 collect(&b)?;
             }
         }
@@ -540,6 +547,47 @@ fn conversations_of(paths: &LakePaths, k: &str, with_wal: bool) -> Result<BTreeS
 }
 
 const MATCH_COLUMNS: [&str; 3] = [col::CUSTOMER_KEY, col::CONVERSATION_ID, CONV];
+
+/// Calls `f` with each batch of the columns an erasure looks at. A file found damaged on
+/// the way is moved aside (erasure then deals with it among the damaged files) and
+/// `false` is answered; `true` when the file was read whole.
+fn each_matching(
+    paths: &LakePaths,
+    path: &Path,
+    f: &mut dyn FnMut(&RecordBatch) -> Result<()>,
+) -> Result<bool> {
+    let damaged = |e: &LakeError| match e {
+        LakeError::Parquet { source, .. } if super::damage::is_damage(source) => {
+            Some(source.to_string())
+        }
+        _ => None,
+    };
+    let reader = match projected(path) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(true),
+        Err(EraseError::Lake(e)) => match damaged(&e) {
+            Some(why) => {
+                super::damage::quarantine(paths, path, &why, std::time::SystemTime::now())?;
+                return Ok(false);
+            }
+            None => return Err(e.into()),
+        },
+        Err(e) => return Err(e),
+    };
+    for b in reader {
+        match b.map_err(|e| LakeError::parquet(path, e.into())) {
+            Ok(b) => f(&b)?,
+            Err(e) => match damaged(&e) {
+                Some(why) => {
+                    super::damage::quarantine(paths, path, &why, std::time::SystemTime::now())?;
+                    return Ok(false);
+                }
+                None => return Err(e.into()),
+            },
+        }
+    }
+    Ok(true)
+}
 
 /// A reader of only the columns an erasure looks at; `None` when the file has none of them.
 fn projected(
@@ -614,16 +662,14 @@ impl RowFilter<'_> {
 
 fn erase_parquet(r: &mut Run<'_>, rows: &RowFilter<'_>) -> Result<()> {
     for (table, path) in parquet_files(r.paths)? {
-        let Some(reader) = projected(&path)? else {
-            continue;
-        };
         let mut hits = 0u64;
-        for b in reader {
-            if let Some(m) = rows.erased(&b.map_err(LakeError::Arrow)?)? {
+        let whole = each_matching(r.paths, &path, &mut |b| {
+            if let Some(m) = rows.erased(b)? {
                 hits += m.true_count() as u64;
             }
-        }
-        if hits == 0 {
+            Ok(())
+        })?;
+        if hits == 0 || !whole {
             continue;
         }
         let file = File::open(&path).map_err(|e| LakeError::io(&path, e))?;
@@ -659,7 +705,8 @@ fn erase_wal(r: &mut Run<'_>, rows: &RowFilter<'_>) -> Result<()> {
         let raw = fs::read(&seg).map_err(|e| LakeError::io(&seg, e))?;
         let mut kept = Vec::new();
         let mut removed = 0u64;
-        for b in wal::read_segment(&seg)? {
+        // Bytes that do not read are not kept: they may hold the key (see the tail check).
+        for b in wal::read_segment(&seg)?.batches {
             let (b, n) = rows.keep(b)?;
             removed += n;
             if b.num_rows() > 0 {
@@ -675,6 +722,49 @@ fn erase_wal(r: &mut Run<'_>, rows: &RowFilter<'_>) -> Result<()> {
         info!(segment = %seg.display(), removed, "rewrote a write-ahead log segment without the customer's events");
         r.pending.record.wal.segments_rewritten += 1;
         r.pending.record.wal.events_removed += removed;
+        r.file_done()?;
+    }
+    Ok(())
+}
+
+/// Damaged files kept for inspection: a moved-aside data file stays only when the columns
+/// that name customers read whole and hold none of the customer's rows; a run of damaged
+/// log bytes stays only when the key is not in it (the log's records are not compressed,
+/// so the key would be there as text). Everything else is removed.
+fn erase_damaged(r: &mut Run<'_>, rows: &RowFilter<'_>) -> Result<()> {
+    let mut doomed = Vec::new();
+    for d in super::damage::list(r.paths) {
+        let clean = (|| -> Result<bool> {
+            let Some(reader) = projected(&d.path)? else {
+                return Ok(true);
+            };
+            for b in reader {
+                let b = b.map_err(LakeError::Arrow)?;
+                if rows.erased(&b)?.is_some_and(|m| m.true_count() > 0) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })();
+        if !matches!(clean, Ok(true)) {
+            doomed.push(d.path);
+        }
+    }
+    for p in list_dir(&r.paths.wal().join(wal::DAMAGED_DIR))? {
+        let bytes = fs::read(&p).map_err(|e| LakeError::io(&p, e))?;
+        if memchr::memmem::find(&bytes, rows.key.as_bytes()).is_some() {
+            doomed.push(p);
+        }
+    }
+    for p in doomed {
+        rewrite::remove_durably(&p)?;
+        let note = PathBuf::from(format!("{}.why", p.display()));
+        if note.exists() {
+            rewrite::remove_durably(&note)?;
+        }
+        let rel = relative(r.paths, &p);
+        warn!(file = %rel, "removed a damaged file that may hold the erased customer's data");
+        r.pending.record.damaged_removed.push(rel);
         r.file_done()?;
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! - [`paths`]: every name in the lake (partitions, data files, quarantine, lock).
 //! - [`writer`]: deduplicated, crash-safe Parquet partitions of the `events` table.
 //! - [`compact`]: small files of a partition merged into right-sized ones.
+//! - [`damage`]: data files that fail to read, found and moved aside.
 //! - [`rollup_state`]: the manifest of the rollup tables.
 //! - [`quarantine`]: rejected input kept for inspection under `_rejected/`.
 //! - [`wal`]: the server's write-ahead log.
@@ -12,6 +13,7 @@
 //! - [`LakeLock`]: one writer per lake.
 
 pub mod compact;
+pub mod damage;
 pub mod erase;
 pub mod paths;
 pub mod quarantine;
@@ -54,6 +56,8 @@ pub enum LakeError {
         expected: u64,
         found: i64,
     },
+    #[error("{path} is damaged: {why}")]
+    Damaged { path: PathBuf, why: String },
     #[error("{0} already exists; refusing to overwrite a committed data file")]
     Exists(PathBuf),
     #[error(

@@ -6,6 +6,8 @@
 //! <lake>/_rejected/20261102T120000Z-4711.jsonl                                       (quarantined input)
 //! <lake>/_lock                                                                        (held by the one writer)
 //! <lake>/_audit/erasures.jsonl                                                        (one line per erasure; no personal data)
+//! <lake>/_damaged/events/date=2026-11-02/….parquet (+ .why)                           (a data file that could not be read, moved aside)
+//! <lake>/_wal/damaged/0000000000000007.wal.1234-5678                                 (bytes of a log segment that failed their checksum)
 //! ```
 //! Partition directories are Hive style (`date=YYYY-MM-DD`, the UTC date of the event's
 //! `ts`), so DuckDB, pyarrow, Spark and DataFusion prune on `date`. Data files are named by
@@ -29,6 +31,8 @@ pub const WAL: &str = "_wal";
 pub const AUDIT: &str = "_audit";
 /// Partitions retention is dropping: moved here (out of every table) before deletion.
 pub const EXPIRED: &str = "_expired";
+/// Data files found damaged, moved out of their table (same path below this folder).
+pub const DAMAGED: &str = "_damaged";
 /// Extension of committed data files; readers list only these.
 pub const DATA_EXT: &str = "parquet";
 
@@ -171,6 +175,10 @@ impl LakePaths {
 
     pub fn expired(&self) -> PathBuf {
         self.root.join(EXPIRED)
+    }
+
+    pub fn damaged(&self) -> PathBuf {
+        self.root.join(DAMAGED)
     }
 }
 

@@ -19,6 +19,15 @@
 //! under a name readers list. The id sets are rebuilt from the committed files, so a
 //! replay after a crash adds only what was not committed.
 //!
+//! **A failed write changes nothing.** When a file cannot be written (a full disk, a
+//! directory that cannot be created), its rows stay pending and their ids stay in the set,
+//! exactly as before the attempt, so a later write or flush takes them; the temp file is
+//! removed. A writer whose owner retries (the server's log flusher) never loses a row to a
+//! failure, and never mistakes its own pending rows for duplicates.
+//!
+//! **A damaged file stops nothing.** A committed file whose ids cannot be read because its
+//! bytes are damaged is moved aside ([`super::damage`]) and the partition goes on without it.
+//!
 //! Only one writer may own a lake at a time; see [`super::LakeLock`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -283,18 +292,24 @@ impl LakeWriter {
         Ok(outcome)
     }
 
-    /// Writes every pending row. After it returns, everything appended is committed.
+    /// Writes every pending row. After it returns `Ok`, everything appended is committed.
+    /// A day that fails to write keeps its rows pending and the other days are still
+    /// written; the first error is returned.
     pub fn flush(&mut self) -> Result<()> {
-        let dates: Vec<PartitionDate> = self
+        let mut dates: Vec<PartitionDate> = self
             .partitions
             .iter()
             .filter(|(_, s)| s.pending.rows > 0)
             .map(|(d, _)| *d)
             .collect();
+        dates.sort();
+        let mut first_error = None;
         for d in dates {
-            self.write_partition(d)?;
+            if let Err(e) = self.write_partition(d) {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Loads a partition's id set if it is not in memory, and marks it recently used.
@@ -305,7 +320,7 @@ impl LakeWriter {
             return Ok(());
         }
         let dir = self.paths.partition(EVENTS, date);
-        let ids = load_ids(&dir)?;
+        let ids = load_ids(&self.paths, &dir)?;
         debug!(partition = %date, ids = ids.len(), "loaded partition ids");
         self.partitions.insert(
             date,
@@ -361,11 +376,26 @@ impl LakeWriter {
             last_seq: pending.last_seq,
         };
         let dir = self.paths.partition(EVENTS, date);
-        let rows = pending.rows;
-        let batches = pending.batches;
-        let mut slices = SortedSlices::new(&batches)?;
-        let written = write_file(&dir, name, rows, self.props.clone(), || slices.next())?;
-        drop(batches);
+        let result = SortedSlices::new(&pending.batches).and_then(|mut slices| {
+            write_file(&dir, name, pending.rows, self.props.clone(), || {
+                slices.next()
+            })
+        });
+        let written = match result {
+            Ok(w) => w,
+            Err(e) => {
+                // Nothing was committed: the rows stay pending (their ids stay in the set,
+                // which is right, since they are still on their way), so a later write
+                // takes them. Dropping them here would lose acknowledged events, because a
+                // replay of the log would then find their ids and skip them.
+                self.pending_bytes += pending.bytes;
+                if let Some(state) = self.partitions.get_mut(&date) {
+                    state.pending = pending;
+                }
+                return Err(e);
+            }
+        };
+        drop(pending);
         info!(partition = %date, rows = written.rows, bytes = written.bytes, file = %written.path.display(), "committed data file");
         self.written.push(WrittenFile {
             partition: date,
@@ -502,38 +532,70 @@ pub fn data_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(live.iter().map(|n| dir.join(n.file_name())).collect())
 }
 
-/// Reads the event-id hashes of every committed file of a partition.
-fn load_ids(dir: &Path) -> Result<IdSet> {
+/// Reads the event-id hashes of every committed file of a partition. A damaged file is
+/// moved aside ([`super::damage`]) and its ids left out, so it stops nothing: the
+/// partition takes new rows, and a re-delivery of the rows it held is accepted again.
+fn load_ids(paths: &LakePaths, dir: &Path) -> Result<IdSet> {
     let mut ids = IdSet::default();
     for path in data_files(dir)? {
-        let file = File::open(&path).map_err(|e| LakeError::io(&path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| LakeError::parquet(&path, e))?;
-        let leaf = builder
-            .schema()
-            .index_of(col::EVENT_ID)
-            .map_err(|_| LakeError::Schema(format!("{} has no event_id column", path.display())))?;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), [leaf]);
-        let rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
-        ids.reserve(rows);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(64 * 1024)
-            .build()
-            .map_err(|e| LakeError::parquet(&path, e))?;
-        for batch in reader {
-            let batch = batch?;
-            let col = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| {
-                    LakeError::Schema(format!("{}: event_id is not a string", path.display()))
-                })?;
-            for i in 0..col.len() {
-                ids.insert(id_hash(col.value(i)));
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| file_ids(&path)));
+        let why = match read {
+            Ok(Ok(file)) => {
+                ids.reserve(file.len());
+                ids.extend(file);
+                continue;
             }
-        }
+            Ok(Err(LakeError::Parquet { source, .. })) if super::damage::is_damage(&source) => {
+                source.to_string()
+            }
+            Ok(Err(LakeError::Schema(why))) => why,
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => format!(
+                "the Parquet reader gave up on it: {}",
+                super::damage::panic_text(&panic)
+            ),
+        };
+        super::damage::quarantine(paths, &path, &why, std::time::SystemTime::now())?;
+    }
+    Ok(ids)
+}
+
+/// The event-id hashes of one data file.
+fn file_ids(path: &Path) -> Result<Vec<u128>> {
+    let file = File::open(path).map_err(|e| LakeError::io(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| LakeError::parquet(path, e))?;
+    let leaf = builder
+        .schema()
+        .index_of(col::EVENT_ID)
+        .map_err(|_| LakeError::Schema(format!("{} has no event_id column", path.display())))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [leaf]);
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
+    let mut ids = Vec::with_capacity(rows);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| LakeError::parquet(path, e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| LakeError::parquet(path, e.into()))?;
+        let col = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| {
+                LakeError::Schema(format!("{}: event_id is not a string", path.display()))
+            })?;
+        ids.extend((0..col.len()).map(|i| id_hash(col.value(i))));
+    }
+    if ids.len() != rows {
+        return Err(LakeError::parquet(
+            path,
+            parquet::errors::ParquetError::General(format!(
+                "the footer promises {rows} rows but {} were read",
+                ids.len()
+            )),
+        ));
     }
     Ok(ids)
 }
@@ -552,42 +614,71 @@ pub(crate) fn write_file(
         return Err(LakeError::Exists(final_path));
     }
     let tmp_path = dir.join(name.temp_name());
-    let file = File::create(&tmp_path).map_err(|e| LakeError::io(&tmp_path, e))?;
+    let result = write_temp(&tmp_path, rows, props, &mut next);
+    let bytes = match result {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // Whatever was written is garbage now; on a full disk it is also the space the
+            // next try needs.
+            let _ = fs::remove_file(&tmp_path);
+            return Err(e);
+        }
+    };
+    if let Err(e) = fs::rename(&tmp_path, &final_path) {
+        let _ = fs::remove_file(&tmp_path);
+        return Err(LakeError::io(&final_path, e));
+    }
+    sync_dir(dir)?;
+    Ok(WrittenFile {
+        path: final_path,
+        partition: PartitionDate(0),
+        rows: rows as u64,
+        bytes,
+    })
+}
+
+/// Writes, fsyncs and checks the temp file of [`write_file`]; returns its size.
+fn write_temp(
+    tmp_path: &Path,
+    rows: usize,
+    props: Arc<WriterProperties>,
+    next: &mut impl FnMut() -> Result<Option<RecordBatch>>,
+) -> Result<u64> {
+    let file = File::create(tmp_path).map_err(|e| LakeError::io(tmp_path, e))?;
     let mut writer = ArrowWriter::try_new(
         BufWriter::with_capacity(1 << 20, file),
         event::schema(),
         Some((*props).clone()),
     )
-    .map_err(|e| LakeError::parquet(&tmp_path, e))?;
+    .map_err(|e| LakeError::parquet(tmp_path, e))?;
     let mut written_rows = 0;
     while let Some(slice) = next()? {
         written_rows += slice.num_rows();
         writer
             .write(&slice)
-            .map_err(|e| LakeError::parquet(&tmp_path, e))?;
+            .map_err(|e| LakeError::parquet(tmp_path, e))?;
     }
-    debug_assert_eq!(written_rows, rows);
+    if written_rows != rows {
+        return Err(LakeError::Verify {
+            path: tmp_path.to_owned(),
+            expected: rows as u64,
+            found: written_rows as i64,
+        });
+    }
     let buffered = writer
         .into_inner()
-        .map_err(|e| LakeError::parquet(&tmp_path, e))?;
+        .map_err(|e| LakeError::parquet(tmp_path, e))?;
     let file = buffered
         .into_inner()
-        .map_err(|e| LakeError::io(&tmp_path, e.into_error()))?;
-    file.sync_all().map_err(|e| LakeError::io(&tmp_path, e))?;
+        .map_err(|e| LakeError::io(tmp_path, e.into_error()))?;
+    file.sync_all().map_err(|e| LakeError::io(tmp_path, e))?;
     let bytes = file
         .metadata()
-        .map_err(|e| LakeError::io(&tmp_path, e))?
+        .map_err(|e| LakeError::io(tmp_path, e))?
         .len();
     drop(file);
-    verify_footer(&tmp_path, written_rows as u64)?;
-    fs::rename(&tmp_path, &final_path).map_err(|e| LakeError::io(&final_path, e))?;
-    sync_dir(dir)?;
-    Ok(WrittenFile {
-        path: final_path,
-        partition: PartitionDate(0),
-        rows: written_rows as u64,
-        bytes,
-    })
+    verify_footer(tmp_path, written_rows as u64)?;
+    Ok(bytes)
 }
 
 /// Re-reads the footer of a just-written file and checks its row count: a file that cannot
@@ -661,25 +752,160 @@ pub fn write_batches_file(
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!("supportlake {}", env!("CARGO_PKG_VERSION")))
         .build();
-    let file = File::create(&tmp).map_err(|e| LakeError::io(&tmp, e))?;
-    let mut writer =
-        ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
-            .map_err(|e| LakeError::parquet(&tmp, e))?;
-    let mut rows = 0u64;
-    for b in batches {
-        rows += b.num_rows() as u64;
-        writer.write(b).map_err(|e| LakeError::parquet(&tmp, e))?;
+    let written = (|| {
+        let file = File::create(&tmp).map_err(|e| LakeError::io(&tmp, e))?;
+        let mut writer =
+            ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
+                .map_err(|e| LakeError::parquet(&tmp, e))?;
+        let mut rows = 0u64;
+        for b in batches {
+            rows += b.num_rows() as u64;
+            writer.write(b).map_err(|e| LakeError::parquet(&tmp, e))?;
+        }
+        let file = writer
+            .into_inner()
+            .map_err(|e| LakeError::parquet(&tmp, e))?
+            .into_inner()
+            .map_err(|e| LakeError::io(&tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| LakeError::io(&tmp, e))?;
+        let bytes = file.metadata().map_err(|e| LakeError::io(&tmp, e))?.len();
+        drop(file);
+        verify_footer(&tmp, rows)?;
+        fs::rename(&tmp, path)
+            .map_err(|e| LakeError::io(path, e))
+            .map(|()| bytes)
+    })();
+    match written {
+        Ok(bytes) => {
+            sync_dir(dir)?;
+            Ok(bytes)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    let file = writer
-        .into_inner()
-        .map_err(|e| LakeError::parquet(&tmp, e))?
-        .into_inner()
-        .map_err(|e| LakeError::io(&tmp, e.into_error()))?;
-    file.sync_all().map_err(|e| LakeError::io(&tmp, e))?;
-    let bytes = file.metadata().map_err(|e| LakeError::io(&tmp, e))?.len();
-    drop(file);
-    verify_footer(&tmp, rows)?;
-    fs::rename(&tmp, path).map_err(|e| LakeError::io(path, e))?;
-    sync_dir(dir)?;
-    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventBatchBuilder, EventRef, EventSink, Kind, Source};
+
+    /// `n` events on 2026-11-02 (day 20 759) with ids `{prefix}{i}`.
+    fn batch(prefix: &str, n: usize) -> RecordBatch {
+        let mut b = EventBatchBuilder::new(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
+        for i in 0..n {
+            let id = format!("{prefix}{i}");
+            b.push(&EventRef::new(
+                &id,
+                1_793_620_800_000_000 + i as i64,
+                Source::AgentLog,
+                Kind::MessageIn,
+            ));
+        }
+        b.finish()
+    }
+
+    fn rows_in(dir: &Path) -> u64 {
+        data_files(dir)
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let r = SerializedFileReader::new(File::open(p).unwrap()).unwrap();
+                r.metadata().file_metadata().num_rows() as u64
+            })
+            .sum()
+    }
+
+    /// Regression: a write that failed (a full disk) dropped its pending rows while their
+    /// ids stayed in the set, so the server's retry read them again from the log, found the
+    /// ids, skipped them as duplicates, and deleted the log: acknowledged events lost.
+    #[test]
+    fn a_failed_write_keeps_its_rows_for_the_retry() {
+        let lake = tempfile::tempdir().unwrap();
+        let paths = LakePaths::new(lake.path());
+        let part = paths.partition(EVENTS, PartitionDate(20_759));
+        let mut w = LakeWriter::open(paths.clone(), WriterOptions::default()).unwrap();
+        let b = batch("a", 100);
+        assert_eq!(w.append(&b).unwrap().accepted, 100);
+        let blocker = block_write(&part, 1, 100);
+        assert!(w.flush().is_err());
+        assert_eq!(w.pending_rows(), 100, "the rows wait for the next write");
+        // The retry reads the same events again (the log was not trimmed): all duplicates
+        // of pending rows, and they must still reach the file.
+        assert_eq!(w.append(&b).unwrap().duplicates, 100);
+        assert!(w.flush().is_err());
+        fs::remove_dir(&blocker).unwrap();
+        w.flush().unwrap();
+        assert_eq!(rows_in(&part), 100);
+        assert_eq!(w.pending_rows(), 0);
+    }
+
+    /// Makes the write of the file of sequence numbers `first..=last` fail: a directory
+    /// holds its temp name.
+    fn block_write(part: &Path, first: u64, last: u64) -> PathBuf {
+        let name = DataFileName {
+            first_seq: first,
+            last_seq: last,
+        };
+        let blocker = part.join(name.temp_name());
+        fs::create_dir_all(&blocker).unwrap();
+        blocker
+    }
+
+    /// A day that cannot be written does not hold back the others.
+    #[test]
+    fn one_failing_day_does_not_stop_the_others() {
+        let lake = tempfile::tempdir().unwrap();
+        let paths = LakePaths::new(lake.path());
+        let bad = paths.partition(EVENTS, PartitionDate(20_759));
+        let mut w = LakeWriter::open(paths.clone(), WriterOptions::default()).unwrap();
+        block_write(&bad, 1, 10);
+        let mut next_day = EventBatchBuilder::new(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
+        next_day.push(&EventRef::new(
+            "b0",
+            1_793_620_800_000_000 + 86_400_000_000,
+            Source::AgentLog,
+            Kind::MessageIn,
+        ));
+        w.append(&batch("a", 10)).unwrap();
+        w.append(&next_day.finish()).unwrap();
+        assert!(w.flush().is_err());
+        assert_eq!(rows_in(&paths.partition(EVENTS, PartitionDate(20_760))), 1);
+        assert_eq!(w.pending_rows(), 10);
+    }
+
+    /// Regression: one damaged file used to make every flush into its partition fail (its
+    /// ids could not be loaded), so nothing acknowledged after it reached the lake.
+    #[test]
+    fn a_damaged_file_is_moved_aside_and_its_partition_takes_rows() {
+        let lake = tempfile::tempdir().unwrap();
+        let paths = LakePaths::new(lake.path());
+        let part = paths.partition(EVENTS, PartitionDate(20_759));
+        let mut w = LakeWriter::open(paths.clone(), WriterOptions::default()).unwrap();
+        w.append(&batch("a", 50)).unwrap();
+        w.flush().unwrap();
+        w.append(&batch("b", 50)).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let files = data_files(&part).unwrap();
+        assert_eq!(files.len(), 2);
+        let bytes = fs::read(&files[0]).unwrap();
+        fs::write(&files[0], &bytes[..bytes.len() / 2]).unwrap();
+
+        let mut w = LakeWriter::open(paths.clone(), WriterOptions::default()).unwrap();
+        // The damaged file's ids are gone with it: its events are accepted again.
+        let out = w.append(&batch("a", 50)).unwrap();
+        assert_eq!(out.accepted, 50);
+        assert_eq!(w.append(&batch("b", 50)).unwrap().duplicates, 50);
+        w.flush().unwrap();
+        assert_eq!(rows_in(&part), 100);
+        let moved = crate::lake::damage::list(&paths);
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert_eq!(
+            moved[0].was,
+            format!("events/date=2026-11-02/{}", file_name(&files[0]))
+        );
+    }
 }

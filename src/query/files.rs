@@ -232,6 +232,13 @@ impl TableProvider for FilesTable {
 pub struct RollupFiles(std::collections::BTreeMap<String, (u64, i64)>);
 
 impl RollupFiles {
+    /// The files, as paths on the local file system.
+    pub fn paths(&self) -> impl Iterator<Item = std::path::PathBuf> + '_ {
+        self.0
+            .keys()
+            .map(|k| std::path::PathBuf::from(format!("/{k}")))
+    }
+
     pub(crate) fn add(&mut self, files: &[ObjectMeta]) {
         for f in files {
             self.0.insert(

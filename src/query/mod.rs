@@ -57,6 +57,150 @@ pub enum QueryError {
         #[source]
         source: DataFusionError,
     },
+    /// The query failed because lake files are damaged; they are named here.
+    #[error("{}", damaged_message(.files, *.moved))]
+    Damaged {
+        /// Each damaged file (relative to the lake root) and what is wrong with it.
+        files: Vec<(String, String)>,
+        /// Whether the files are being moved aside (by the server), so a retry reads the
+        /// rest of the lake.
+        moved: bool,
+        /// What the query engine said (the reason is in the message already).
+        error: DataFusionError,
+    },
+}
+
+pub(crate) fn damaged_message(files: &[(String, String)], moved: bool) -> String {
+    let list: Vec<String> = files
+        .iter()
+        .map(|(f, why)| format!("{f} ({why})"))
+        .collect();
+    let then = if moved {
+        "it is being moved aside to _damaged/; retry the query to read the rest of the lake"
+    } else {
+        "`supportlake check --lake <dir> --move-damaged` moves it aside (a running server does so itself)"
+    };
+    format!(
+        "the query could not read {} damaged lake file{}: {}; {then}",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        list.join(", ")
+    )
+}
+
+/// Whether a failed query could be explained by a damaged file: errors from reading and
+/// decoding data, not from planning, limits or cancellation.
+fn may_be_damage(e: &DataFusionError) -> bool {
+    match e {
+        DataFusionError::ParquetError(p) => crate::lake::damage::is_damage(p.as_ref()),
+        DataFusionError::ArrowError(a, _) => crate::lake::damage::is_damage(a.as_ref()),
+        DataFusionError::External(x) => crate::lake::damage::is_damage(x.as_ref()),
+        DataFusionError::Execution(_) | DataFusionError::Internal(_) => true,
+        DataFusionError::ExecutionJoin(_) => true,
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            may_be_damage(inner)
+        }
+        DataFusionError::Shared(inner) => may_be_damage(inner),
+        DataFusionError::Collection(v) => v.iter().any(may_be_damage),
+        _ => false,
+    }
+}
+
+/// Names the damaged files behind failed queries: the verdicts of files read whole without
+/// fault are remembered ([`crate::lake::damage::Checker`]), and a hook may act on what is
+/// found (the server moves damaged `events` files aside). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct DamageWatch {
+    checker: Arc<crate::lake::damage::Checker>,
+    on_events_damage: Option<Arc<dyn Fn(Vec<(std::path::PathBuf, String)>) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for DamageWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DamageWatch").finish_non_exhaustive()
+    }
+}
+
+impl DamageWatch {
+    /// A watch that calls `hook` with the damaged `events` files it finds.
+    pub fn with_hook(
+        hook: impl Fn(Vec<(std::path::PathBuf, String)>) + Send + Sync + 'static,
+    ) -> Self {
+        DamageWatch {
+            checker: Arc::default(),
+            on_events_damage: Some(Arc::new(hook)),
+        }
+    }
+
+    /// Turns the error of a failed query into one naming the damaged files among those the
+    /// query could have read, when there are any; otherwise gives it back.
+    pub async fn explain(
+        &self,
+        paths: &LakePaths,
+        rollups: Option<&files::RollupFiles>,
+        e: DataFusionError,
+    ) -> QueryError {
+        if !may_be_damage(&e) {
+            return QueryError::DataFusion(e);
+        }
+        match self.find(paths, rollups).await {
+            Some((files, moved)) => QueryError::Damaged {
+                files,
+                moved,
+                error: e,
+            },
+            None => QueryError::DataFusion(e),
+        }
+    }
+
+    /// The damaged files among those a session over `paths` (with `rollups`) reads,
+    /// relative to the lake root, with what is wrong with each; and whether the hook was
+    /// given all of them (so they are being moved aside). `None` when every file reads.
+    pub async fn find(
+        &self,
+        paths: &LakePaths,
+        rollups: Option<&files::RollupFiles>,
+    ) -> Option<(Vec<(String, String)>, bool)> {
+        let mut events = Vec::new();
+        if let Ok(parts) = crate::lake::compact::event_partitions(paths) {
+            for (_, dir) in parts {
+                events.extend(crate::lake::writer::data_files(&dir).unwrap_or_default());
+            }
+        }
+        let derived: Vec<std::path::PathBuf> =
+            rollups.map(|r| r.paths().collect()).unwrap_or_default();
+        let checker = Arc::clone(&self.checker);
+        let all: Vec<std::path::PathBuf> = events.iter().chain(&derived).cloned().collect();
+        let found = tokio::task::spawn_blocking(move || checker.find(&all))
+            .await
+            .unwrap_or_default();
+        if found.is_empty() {
+            return None;
+        }
+        let in_events: Vec<(std::path::PathBuf, String)> = found
+            .iter()
+            .filter(|(p, _)| events.contains(p))
+            .cloned()
+            .collect();
+        let moved = in_events.len() == found.len() && self.on_events_damage.is_some();
+        if let (Some(hook), false) = (&self.on_events_damage, in_events.is_empty()) {
+            hook(in_events);
+        }
+        let abs_root = std::path::absolute(paths.root()).unwrap_or_default();
+        let rel = |p: &std::path::Path| {
+            p.strip_prefix(paths.root())
+                .or_else(|_| p.strip_prefix(&abs_root))
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        };
+        let files: Vec<(String, String)> =
+            found.iter().map(|(p, why)| (rel(p), why.clone())).collect();
+        if self.on_events_damage.is_some() {
+            tracing::error!(files = ?files.iter().map(|f| &f.0).collect::<Vec<_>>(), "a query failed on damaged lake files");
+        }
+        Some((files, moved))
+    }
 }
 
 pub type Result<T, E = QueryError> = std::result::Result<T, E>;
@@ -97,6 +241,9 @@ pub struct Engine {
     config: Arc<Config>,
     /// The files of the rollup tables, when the derived tables come from them.
     rollups: Option<Arc<files::RollupFiles>>,
+    /// The lake this session reads (none for a session over a subset of events).
+    lake: Option<LakePaths>,
+    damage: DamageWatch,
 }
 
 /// When an [`Engine`] reads the rollup tables instead of computing them from events.
@@ -120,7 +267,7 @@ fn new_context(shared: Option<SharedCaches>) -> SessionContext {
         .with_information_schema(true)
         .with_default_catalog_and_schema("supportlake", "public");
     match shared {
-        Some(SharedCaches(rt)) => SessionContext::new_with_config_rt(session, rt),
+        Some(SharedCaches { rt, .. }) => SessionContext::new_with_config_rt(session, rt),
         None => {
             let ctx = SessionContext::new_with_config(session);
             store::install(ctx.runtime_env().as_ref());
@@ -134,8 +281,12 @@ fn new_context(shared: Option<SharedCaches>) -> SessionContext {
 /// it reads stay cached from one session to the next (keyed by path, size and modification
 /// time, so a rewritten file is read again), while directory listings are never cached —
 /// every session lists the lake as it is. Cheap to clone.
+/// The sessions also share a [`DamageWatch`].
 #[derive(Clone)]
-pub struct SharedCaches(Arc<RuntimeEnv>);
+pub struct SharedCaches {
+    rt: Arc<RuntimeEnv>,
+    damage: DamageWatch,
+}
 
 impl SharedCaches {
     pub fn new() -> Result<Self> {
@@ -147,7 +298,21 @@ impl SharedCaches {
             .with_cache_manager(caches)
             .build_arc()?;
         store::install(rt.as_ref());
-        Ok(SharedCaches(rt))
+        Ok(SharedCaches {
+            rt,
+            damage: DamageWatch::default(),
+        })
+    }
+
+    /// What names (and acts on) damaged files for the sessions on these caches.
+    pub fn damage(&self) -> &DamageWatch {
+        &self.damage
+    }
+
+    /// The same caches, naming damaged files through `damage`.
+    pub fn with_damage_watch(mut self, damage: DamageWatch) -> Self {
+        self.damage = damage;
+        self
     }
 }
 
@@ -191,6 +356,10 @@ impl Engine {
         rollups: Rollups,
         shared: Option<SharedCaches>,
     ) -> Result<Self> {
+        let damage = shared
+            .as_ref()
+            .map(|s| s.damage.clone())
+            .unwrap_or_default();
         let ctx = new_context(shared);
         register_events(&ctx, paths).await?;
         let state = match rollups {
@@ -200,7 +369,10 @@ impl Engine {
         if let Some(s) = &state {
             tracing::info!(generation = s.generation, refreshed_at = %s.refreshed_at, "derived tables read from the rollups");
         }
-        Self::finish(ctx, config, state.as_ref().map(|s| (paths, s))).await
+        let mut engine = Self::finish(ctx, config, state.as_ref().map(|s| (paths, s))).await?;
+        engine.lake = Some(paths.clone());
+        engine.damage = damage;
+        Ok(engine)
     }
 
     /// A session whose `events` table is the given provider (the rollup refresh computes
@@ -249,6 +421,8 @@ impl Engine {
             ctx,
             config,
             rollups: rollup.is_some().then(|| Arc::new(rollup_files)),
+            lake: None,
+            damage: DamageWatch::default(),
         })
     }
 
@@ -273,7 +447,30 @@ impl Engine {
 
     /// Runs one SQL statement and collects the result.
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        collect(self.ctx.sql(sql).await?).await
+        let df = self.ctx.sql(sql).await?;
+        self.named(collect(df).await).await
+    }
+
+    /// The error of a failed query, naming damaged files when they explain it.
+    pub async fn explain_error(&self, e: DataFusionError) -> QueryError {
+        match &self.lake {
+            Some(paths) => self.damage.explain(paths, self.rollups.as_deref(), e).await,
+            None => QueryError::DataFusion(e),
+        }
+    }
+
+    /// The damaged files this session could read, with what is wrong with each and
+    /// whether they are being moved aside (see [`DamageWatch::find`]).
+    pub async fn find_damage(&self) -> Option<(Vec<(String, String)>, bool)> {
+        let paths = self.lake.as_ref()?;
+        self.damage.find(paths, self.rollups.as_deref()).await
+    }
+
+    async fn named<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Err(QueryError::DataFusion(e)) => Err(self.explain_error(e).await),
+            other => other,
+        }
     }
 
     /// Runs one SQL statement with named parameters (`$name`) bound to values.
@@ -288,7 +485,7 @@ impl Engine {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "parsed and planned (logical)"
         );
-        collect(df).await
+        self.named(collect(df).await).await
     }
 }
 

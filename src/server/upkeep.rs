@@ -40,6 +40,8 @@ pub struct UpkeepStats {
     pub generation: AtomicU64,
     pub refreshes: AtomicU64,
     pub refresh_failures: AtomicU64,
+    /// The last refresh failed (cleared by one that succeeds).
+    pub refresh_failing: std::sync::atomic::AtomicBool,
     pub last_refresh_micros: AtomicU64,
     pub compactions: AtomicU64,
     pub files_merged: AtomicU64,
@@ -91,6 +93,9 @@ async fn run(state: Weak<AppState>, opts: UpkeepOptions) {
             .await;
             match result {
                 Ok(Ok(r)) => {
+                    if !r.damaged.is_empty() {
+                        s.upkeep.generation.fetch_add(1, Ordering::SeqCst);
+                    }
                     let merged: usize = r.merges.iter().map(|m| m.inputs.len()).sum();
                     s.upkeep.compactions.fetch_add(1, Ordering::Relaxed);
                     s.upkeep
@@ -126,6 +131,7 @@ async fn run(state: Weak<AppState>, opts: UpkeepOptions) {
             .await
             {
                 Ok(r) => {
+                    s.upkeep.refresh_failing.store(false, Ordering::Relaxed);
                     refreshed_at_generation = Some(generation);
                     backoff = Duration::ZERO;
                     s.upkeep.refreshes.fetch_add(1, Ordering::Relaxed);
@@ -144,7 +150,15 @@ async fn run(state: Weak<AppState>, opts: UpkeepOptions) {
                     }
                 }
                 Err(e) => {
+                    // A damaged events file fails every refresh until it is found and
+                    // moved aside: look for one (files read whole before are not read
+                    // again), and try again at once when it was that.
+                    if s.runtime.damage().find(&s.paths, None).await.is_some() {
+                        warn!(error = %e, "rollup refresh failed on a damaged events file; it is being moved aside and the refresh retried");
+                        continue;
+                    }
                     s.upkeep.refresh_failures.fetch_add(1, Ordering::Relaxed);
+                    s.upkeep.refresh_failing.store(true, Ordering::Relaxed);
                     backoff = (backoff * 2).clamp(Duration::from_secs(5), Duration::from_secs(300));
                     warn!(error = %e, retry_in_s = backoff.as_secs(), "rollup refresh failed; dashboards show the rollups of the last refresh meanwhile");
                 }

@@ -107,6 +107,9 @@ pub enum SandboxError {
     TooManyBytes(usize),
     #[error("{0} analyst queries are already running; try again shortly")]
     Busy(usize),
+    /// The query met damaged lake files; the message names them.
+    #[error("{0}")]
+    Damaged(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -122,6 +125,7 @@ impl SandboxError {
             SandboxError::NotAllowed(_) => "sql_not_allowed",
             SandboxError::Plan(_) => "sql_error",
             SandboxError::Memory(_) => "query_memory",
+            SandboxError::Damaged(_) => "damaged_file",
             SandboxError::Timeout(_) => "query_timeout",
             SandboxError::TooManyRows(_) | SandboxError::TooManyBytes(_) => "result_too_large",
             SandboxError::Busy(_) => "busy",
@@ -325,6 +329,35 @@ impl Analyst {
             .map_err(|e| SandboxError::Internal(e.to_string()))?
     }
 
+    /// When a query failed: the damaged lake files that explain it, as an error naming
+    /// them (`None` when every file the session reads is intact, or the failure is of a
+    /// kind no file could cause).
+    pub async fn damage_behind(&self, failure: &SandboxError) -> Option<SandboxError> {
+        let text = match failure {
+            SandboxError::Plan(t) | SandboxError::Internal(t) => t,
+            _ => return None,
+        };
+        // Errors of reading and decoding data; a user's SQL mistake never reads a file.
+        const READING: [&str; 8] = [
+            "Parquet",
+            "parquet",
+            "Arrow error",
+            "External error",
+            "IO error",
+            "EOF",
+            "ecompress",
+            "hrift",
+        ];
+        if !READING.iter().any(|w| text.contains(w)) {
+            return None;
+        }
+        let engine = self.source.get()?.engine().await.ok()?;
+        let (files, moved) = engine.find_damage().await?;
+        Some(SandboxError::Damaged(crate::query::damaged_message(
+            &files, moved,
+        )))
+    }
+
     /// The analyst session over the current engine, built anew when the engine changes.
     pub async fn context(&self, flavor: Flavor) -> Result<Arc<SessionContext>, SandboxError> {
         let source = self
@@ -431,11 +464,13 @@ impl Analyst {
             execute(&ctx, statement, &limits).await
         });
         let _abort = AbortOnDrop(task.abort_handle());
-        match tokio::time::timeout(self.limits.timeout, task).await {
-            Err(_) => Err(SandboxError::Timeout(self.limits.timeout)),
-            Ok(Err(e)) => Err(SandboxError::Internal(e.to_string())),
-            Ok(Ok(r)) => r,
-        }
+        let failure = match tokio::time::timeout(self.limits.timeout, task).await {
+            Err(_) => SandboxError::Timeout(self.limits.timeout),
+            Ok(Err(e)) => SandboxError::Internal(e.to_string()),
+            Ok(Ok(Ok(out))) => return Ok(out),
+            Ok(Ok(Err(e))) => e,
+        };
+        Err(self.damage_behind(&failure).await.unwrap_or(failure))
     }
 }
 

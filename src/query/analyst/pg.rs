@@ -80,6 +80,8 @@ fn sandbox_error(e: SandboxError) -> PgWireError {
         SandboxError::TooManyRows(_) | SandboxError::TooManyBytes(_) => "54000",
         SandboxError::Busy(_) => "53300",
         SandboxError::Plan(_) => "XX000",
+        // data_corrupted
+        SandboxError::Damaged(_) => "XX001",
         SandboxError::Internal(_) => "XX000",
     };
     PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -164,35 +166,51 @@ async fn service(analyst: &Analyst) -> PgWireResult<Arc<DfSessionService>> {
 fn bounded(
     mut resp: QueryResponse,
     deadline: tokio::time::Instant,
-    analyst: &Analyst,
+    analyst: &Arc<Analyst>,
     permit: Option<OwnedSemaphorePermit>,
 ) -> QueryResponse {
     let max_rows = analyst.limits().max_rows;
     let timeout = analyst.limits().timeout;
+    let analyst = Arc::clone(analyst);
     let inner = std::mem::replace(&mut resp.data_rows, Box::pin(futures::stream::empty()));
     let stream = futures::stream::unfold(
         (inner, 0usize, permit, false),
-        move |(mut rows, n, permit, done)| async move {
-            if done {
-                return None;
-            }
-            match tokio::time::timeout_at(deadline, rows.next()).await {
-                Err(_) => Some((
-                    Err(sandbox_error(SandboxError::Timeout(timeout))),
-                    (rows, n, permit, true),
-                )),
-                Ok(None) => None,
-                Ok(Some(Ok(_))) if n >= max_rows => Some((
-                    Err(sandbox_error(SandboxError::TooManyRows(max_rows))),
-                    (rows, n, permit, true),
-                )),
-                Ok(Some(Ok(row))) => Some((Ok(row), (rows, n + 1, permit, false))),
-                Ok(Some(Err(e))) => Some((Err(e), (rows, n, permit, true))),
+        move |(mut rows, n, permit, done)| {
+            let analyst = Arc::clone(&analyst);
+            async move {
+                if done {
+                    return None;
+                }
+                match tokio::time::timeout_at(deadline, rows.next()).await {
+                    Err(_) => Some((
+                        Err(sandbox_error(SandboxError::Timeout(timeout))),
+                        (rows, n, permit, true),
+                    )),
+                    Ok(None) => None,
+                    Ok(Some(Ok(_))) if n >= max_rows => Some((
+                        Err(sandbox_error(SandboxError::TooManyRows(max_rows))),
+                        (rows, n, permit, true),
+                    )),
+                    Ok(Some(Ok(row))) => Some((Ok(row), (rows, n + 1, permit, false))),
+                    Ok(Some(Err(e))) => {
+                        let e = named_damage(&analyst, e).await;
+                        Some((Err(e), (rows, n, permit, true)))
+                    }
+                }
             }
         },
     );
     resp.data_rows = Box::pin(stream);
     resp
+}
+
+/// A query error, or the damaged lake files behind it when there are any.
+async fn named_damage(analyst: &Analyst, e: PgWireError) -> PgWireError {
+    let failure = SandboxError::Internal(e.to_string());
+    match analyst.damage_behind(&failure).await {
+        Some(d) => sandbox_error(d),
+        None => e,
+    }
 }
 
 /// The query handlers: the sandbox around datafusion-postgres.
@@ -232,9 +250,11 @@ impl SimpleQueryHandler for Sandboxed {
         let responses =
             tokio::time::timeout_at(deadline, SimpleQueryHandler::do_query(&*svc, client, query))
                 .await
-                .map_err(|_| {
-                    sandbox_error(SandboxError::Timeout(self.analyst.limits().timeout))
-                })??;
+                .map_err(|_| sandbox_error(SandboxError::Timeout(self.analyst.limits().timeout)))?;
+        let responses = match responses {
+            Ok(r) => r,
+            Err(e) => return Err(named_damage(&self.analyst, e).await),
+        };
         let mut permit = permit;
         Ok(responses
             .into_iter()
@@ -285,7 +305,11 @@ impl ExtendedQueryHandler for Sandboxed {
             ExtendedQueryHandler::do_query(&*svc, client, portal, max_rows),
         )
         .await
-        .map_err(|_| sandbox_error(SandboxError::Timeout(self.analyst.limits().timeout)))??;
+        .map_err(|_| sandbox_error(SandboxError::Timeout(self.analyst.limits().timeout)))?;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return Err(named_damage(&self.analyst, e).await),
+        };
         Ok(match response {
             Response::Query(q) => Response::Query(bounded(q, deadline, &self.analyst, permit)),
             other => other,
