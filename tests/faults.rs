@@ -892,3 +892,61 @@ fn damaged_log_records_cost_only_themselves() {
         "nothing is blamed on a torn write:\n{log_text}"
     );
 }
+
+// --- A day that cannot be written ------------------------------------------------------------
+
+/// Regression: when a flush kept failing, SIGTERM still exited 0 with acknowledged events
+/// only in the log, and one day that could not be written held back every other day.
+#[test]
+fn a_day_that_cannot_be_written_holds_back_no_other_and_a_stop_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let log = dir.path().join("serve.log");
+    let s = Server::start(&lake, &log, &["--flush-interval", "0.2", "--no-rollups"]);
+    // The folder of 2026-11-09 cannot be made: a file holds its name.
+    let blocked = lake.join("events/date=2026-11-09");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, b"in the way").unwrap();
+    let stuck: Vec<String> = (0..20).map(|i| format!("stuck-{i}")).collect();
+    let free: Vec<String> = (0..20).map(|i| format!("free-{i}")).collect();
+    assert_eq!(
+        post_lines(&s.addr, &agent_lines(&stuck, "2026-11-09")),
+        Some(200)
+    );
+    assert_eq!(
+        post_lines(&s.addr, &agent_lines(&free, "2026-11-10")),
+        Some(200)
+    );
+    // The other day reaches the lake; /readyz names the failing flush.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = http(&s.addr, "GET", "/readyz", &[], b"").unwrap();
+        let stored = data_files(&lake).len();
+        if (body.contains("flushing the write-ahead log") && stored == 1)
+            || Instant::now() > deadline
+        {
+            assert_eq!(code, 200, "{body}");
+            assert!(
+                body.contains("degraded") && body.contains("date=2026-11-09"),
+                "{body}"
+            );
+            assert_eq!(stored, 1, "the free day is in the lake");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = s.stop();
+    assert!(
+        !status.success(),
+        "a stop that leaves acknowledged events in the log says so"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("still only in the write-ahead log"), "{text}");
+    // Once the way is clear, the next start puts them in the lake.
+    std::fs::remove_file(&blocked).unwrap();
+    let s = Server::start(&lake, &log, &["--flush-interval", "0.2", "--no-rollups"]);
+    assert!(s.stop().success());
+    let (lost, doubled) = lost_and_doubled(&lake, &[stuck, free].concat());
+    assert!(lost.is_empty(), "{lost:?}");
+    assert_eq!(doubled, 0);
+}

@@ -238,58 +238,98 @@ impl LakeWriter {
                 .or_default()
                 .push(i as u32);
         }
+        // A day that fails (its ids cannot be read, its file cannot be written) keeps its
+        // state as before and the other days go on; the first error is returned at the end.
         let mut outcome = AppendOutcome::default();
+        let mut first_error = None;
         for (date, rows) in groups {
-            self.touch(date)?;
-            let state = self
-                .partitions
-                .get_mut(&date)
-                .unwrap_or_else(|| unreachable!("touch() loads the partition"));
-            let kept: Vec<u32> = rows
-                .into_iter()
-                .filter(|&i| state.ids.insert(id_hash(ids.value(i as usize))))
-                .collect();
-            if kept.is_empty() {
-                continue;
-            }
-            let n = kept.len();
-            let taken = if n == batch.num_rows() {
-                // The whole batch, in order: share it instead of copying.
-                batch.clone()
-            } else {
-                take_record_batch(batch, &UInt32Array::from(kept))?
-            };
-            let bytes = taken.get_array_memory_size();
-            let p = &mut state.pending;
-            if p.rows == 0 {
-                p.first_seq = self.next_seq;
-            }
-            p.last_seq = self.next_seq + n as u64 - 1;
-            self.next_seq += n as u64;
-            p.rows += n;
-            p.bytes += bytes;
-            p.batches.push(taken);
-            self.pending_bytes += bytes;
-            outcome.accepted += n as u64;
-            if p.rows >= self.opts.target_file_rows {
-                self.write_partition(date)?;
+            match self.add_rows(date, rows, batch, ids) {
+                Ok(n) => outcome.accepted += n,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         outcome.duplicates = batch.num_rows() as u64 - outcome.accepted;
+        let mut unwritable = std::collections::HashSet::new();
         while self.pending_bytes > self.opts.pending_bytes_budget {
             let largest = self
                 .partitions
                 .iter()
-                .filter(|(_, s)| s.pending.rows > 0)
+                .filter(|(d, s)| s.pending.rows > 0 && !unwritable.contains(*d))
                 .max_by_key(|(_, s)| s.pending.bytes)
                 .map(|(d, _)| *d);
-            match largest {
-                Some(d) => self.write_partition(d)?,
-                None => break,
+            let Some(d) = largest else { break };
+            if let Err(e) = self.write_partition(d) {
+                unwritable.insert(d);
+                first_error.get_or_insert(e);
             }
         }
-        self.evict_id_sets()?;
-        Ok(outcome)
+        if let Err(e) = self.evict_id_sets() {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(outcome), Err)
+    }
+
+    /// Adds the rows of `batch` at `rows` (all of day `date`) that are new; answers how
+    /// many. Their ids join the day's set only once the rows are pending.
+    fn add_rows(
+        &mut self,
+        date: PartitionDate,
+        rows: Vec<u32>,
+        batch: &RecordBatch,
+        ids: &StringArray,
+    ) -> Result<u64> {
+        self.touch(date)?;
+        let state = self
+            .partitions
+            .get_mut(&date)
+            .unwrap_or_else(|| unreachable!("touch() loads the partition"));
+        let mut kept = Vec::with_capacity(rows.len());
+        let mut hashes = Vec::with_capacity(rows.len());
+        for i in rows {
+            let h = id_hash(ids.value(i as usize));
+            if state.ids.insert(h) {
+                kept.push(i);
+                hashes.push(h);
+            }
+        }
+        if kept.is_empty() {
+            return Ok(0);
+        }
+        let n = kept.len();
+        let taken = if n == batch.num_rows() {
+            // The whole batch, in order: share it instead of copying.
+            Ok(batch.clone())
+        } else {
+            take_record_batch(batch, &UInt32Array::from(kept))
+        };
+        let taken = match taken {
+            Ok(t) => t,
+            Err(e) => {
+                // The rows are not pending after all: neither are their ids.
+                for h in &hashes {
+                    state.ids.remove(h);
+                }
+                return Err(e.into());
+            }
+        };
+        let bytes = taken.get_array_memory_size();
+        let p = &mut state.pending;
+        if p.rows == 0 {
+            p.first_seq = self.next_seq;
+        }
+        p.last_seq = self.next_seq + n as u64 - 1;
+        self.next_seq += n as u64;
+        p.rows += n;
+        p.bytes += bytes;
+        p.batches.push(taken);
+        self.pending_bytes += bytes;
+        if p.rows >= self.opts.target_file_rows {
+            // A failure leaves the rows pending: they are not lost, only not written yet.
+            self.write_partition(date)?;
+        }
+        Ok(n as u64)
     }
 
     /// Writes every pending row. After it returns `Ok`, everything appended is committed.
