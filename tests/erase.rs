@@ -915,3 +915,111 @@ impl Server {
         assert!(status.success(), "serve exited with {status}");
     }
 }
+
+/// Byte range of one column chunk in a Parquet file's first row group.
+fn column_chunk(path: &Path, column: &str) -> std::ops::Range<usize> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+    let c = r
+        .metadata()
+        .row_group(0)
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == column)
+        .unwrap()
+        .byte_range();
+    c.0 as usize..(c.0 + c.1) as usize
+}
+
+/// Damaged files are kept for inspection (`_damaged/`, `_wal/damaged/`); an erasure removes
+/// those that may hold her, keeps those shown to hold none of her, and names what it removed
+/// in the audit record. A file that turns out damaged during the erasure goes the same way.
+#[test]
+fn damaged_files_that_may_hold_her_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let key = key_of(PHONE);
+    let bob_key = key_of(BOB);
+    for (who, phone, day) in [("her", PHONE, "2026-11-21"), ("bob", BOB, "2026-11-22")] {
+        let lines: Vec<String> = (0..40)
+            .map(|i| {
+                agent(
+                    &format!("{who}-{i}"),
+                    &format!("{day}T10:00:{:02}Z", i % 60),
+                    "message.received",
+                    &format!("c-{who}-{i}"),
+                    &format!(r#","customer":"{phone}""#),
+                )
+            })
+            .collect();
+        ingest(
+            &lake,
+            &[write(dir.path(), &format!("{who}.jsonl"), &lines)],
+            0,
+        );
+    }
+    // Her events file: the customer_key pages scrambled, so nothing can show it is free of her.
+    let hers = walk(&lake.join("events/date=2026-11-21")).remove(0);
+    let range = column_chunk(&hers, "customer_key");
+    let mut bytes = fs::read(&hers).unwrap();
+    for b in &mut bytes[range] {
+        *b = b.wrapping_mul(167).wrapping_add(13);
+    }
+    fs::write(&hers, &bytes).unwrap();
+    // A readable copy of Bob's file moved aside earlier: it holds none of her, so it stays.
+    let bobs = walk(&lake.join("events/date=2026-11-22")).remove(0);
+    let aside = lake
+        .join("_damaged/events/date=2026-11-22/00000000000000000099-00000000000000000099.parquet");
+    fs::create_dir_all(aside.parent().unwrap()).unwrap();
+    fs::copy(&bobs, &aside).unwrap();
+    // Kept log bytes: one run with her key, one with Bob's.
+    let kept = lake.join("_wal/damaged");
+    fs::create_dir_all(&kept).unwrap();
+    fs::write(
+        kept.join("0000000000000001.wal.000000000018-000000000100"),
+        format!("junk{key}junk"),
+    )
+    .unwrap();
+    fs::write(
+        kept.join("0000000000000001.wal.000000000200-000000000300"),
+        format!("junk{bob_key}junk"),
+    )
+    .unwrap();
+
+    let (code, record, err) = erase(&lake, &["--customer", PHONE], &[]);
+    assert_eq!(code, 0, "{err}");
+    let removed: Vec<&str> = record["damaged_removed"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{record}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(removed.len(), 2, "{record}");
+    assert!(
+        removed
+            .iter()
+            .any(|r| r.starts_with("_damaged/events/date=2026-11-21/")),
+        "{removed:?}"
+    );
+    assert!(
+        removed
+            .iter()
+            .any(|r| r.contains("000000000018-000000000100")),
+        "{removed:?}"
+    );
+    assert!(aside.exists(), "Bob's file stays");
+    assert!(
+        kept.join("0000000000000001.wal.000000000200-000000000300")
+            .exists()
+    );
+    let left = traces(&lake, &key);
+    assert!(left.is_empty(), "{left:?}");
+    // Bob is all there.
+    assert_eq!(
+        sql_one(
+            &lake,
+            "SELECT count(*) FROM events WHERE event_id LIKE 'bob-%'"
+        ),
+        40
+    );
+}
