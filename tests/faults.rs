@@ -950,3 +950,54 @@ fn a_day_that_cannot_be_written_holds_back_no_other_and_a_stop_says_so() {
     assert!(lost.is_empty(), "{lost:?}");
     assert_eq!(doubled, 0);
 }
+
+// --- supportlake check ------------------------------------------------------------------------
+
+/// `supportlake check` reads every file and lists what is damaged (exit 2), and
+/// `--move-damaged` moves damaged events files aside; then the lake checks clean.
+#[test]
+fn check_finds_damage_and_moves_it_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    for (d, day) in ["2026-11-02", "2026-11-03"].iter().enumerate() {
+        let ids: Vec<String> = (0..100).map(|i| format!("chk-{d}-{i}")).collect();
+        let input = dir.path().join(format!("{day}.jsonl"));
+        std::fs::write(&input, agent_lines(&ids, day)).unwrap();
+        assert_eq!(common::ingest(&lake, &[input]).0, 0);
+    }
+    let (code, out) = torn_files(&lake);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("nothing damaged"), "{out}");
+    let victim = data_files(&lake)[1].clone();
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() - 30]).unwrap();
+    let (code, out) = torn_files(&lake);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("damaged  events  events/date=2026-11-03/"),
+        "{out}"
+    );
+    assert!(victim.exists(), "check alone changes nothing");
+    let (code, out, err) = run(bin()
+        .args(["check", "--quiet", "--move-damaged", "--lake"])
+        .arg(&lake));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("moved to _damaged/events/date=2026-11-03/"),
+        "{out}"
+    );
+    assert!(!victim.exists());
+    let (code, out) = torn_files(&lake);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("aside    _damaged/events/date=2026-11-03/"),
+        "{out}"
+    );
+    // The other day is all there; the moved file's rows are gone from the table.
+    let stored = stored_ids(&lake);
+    assert_eq!(
+        stored.keys().filter(|k| k.starts_with("chk-0-")).count(),
+        100
+    );
+    assert_eq!(stored.keys().filter(|k| k.starts_with("chk-1-")).count(), 0);
+}
