@@ -45,6 +45,10 @@ impl Input {
     }
 }
 
+/// The longest line of JSON Lines kept by default, by `ingest` and by `POST /ingest/events`
+/// alike; a longer line is rejected ([`too_long`]).
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
 /// The clock that stamps `received_at` (a parameter so tests can fix it).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
@@ -67,7 +71,7 @@ impl Default for IngestOptions {
     fn default() -> Self {
         IngestOptions {
             format: None,
-            max_line_bytes: 4 << 20,
+            max_line_bytes: MAX_LINE_BYTES,
             chunk_bytes: 2 << 20,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_document_bytes: 64 << 20,
@@ -358,7 +362,8 @@ fn decode_worker(
     }
 }
 
-fn too_long(line: u64, len: u64, max: usize) -> Reject {
+/// The reject of a line of `len` bytes, over the limit of `max`.
+pub fn too_long(line: u64, len: u64, max: usize) -> Reject {
     Reject {
         position: Position {
             record: line,

@@ -91,6 +91,8 @@ fn demo_key(dir: &Path) -> anyhow::Result<PseudonymKey> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    // Before any thread starts: the demo ends in `serve`.
+    crate::server::memory::tune();
     let key = demo_key(&args.dir)?;
     let sample = args.dir.join("sample");
     if !sample.join("manifest.json").is_file() {
@@ -183,6 +185,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         wal: crate::lake::wal::WalOptions::default(),
         max_body_bytes: 16 << 20,
         request_timeout: std::time::Duration::from_secs(60),
+        connections: crate::server::listen::ConnectionLimits::default(),
+        max_line_bytes: crate::ingest::MAX_LINE_BYTES,
         analyst_limits: crate::query::analyst::Limits::default(),
         pg_listen: args.pg_listen,
         pg_tls: None,

@@ -45,7 +45,7 @@ pub struct Args {
     source: SourceArg,
 
     /// Lines longer than this many bytes are rejected (without being held in memory).
-    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = ingest::MAX_LINE_BYTES, value_name = "BYTES")]
     max_line_bytes: usize,
 
     /// How to print the receipt: for people, or as one JSON object for scripts.

@@ -12,6 +12,7 @@ use crate::lake::LakePaths;
 use crate::lake::wal::WalOptions;
 use crate::pseudonym::PseudonymKey;
 use crate::server::auth::Tokens;
+use crate::server::listen::ConnectionLimits;
 use crate::server::{ServerOptions, serve};
 
 /// Serve webhooks, agent events, the metrics API, dashboards and analyst SQL.
@@ -20,6 +21,11 @@ use crate::server::{ServerOptions, serve};
 /// <lake>/_wal; a background flusher turns the log into Parquet every few seconds. When the
 /// log cannot take more the answer is 503 with Retry-After. SIGTERM or Ctrl-C drains
 /// in-flight requests and flushes before exit.
+///
+/// Connections: a client has --header-timeout (10s) to send a request's line and headers,
+/// and an idle keep-alive connection is closed after the same wait; --request-timeout (60s)
+/// bounds the rest of a request, its body included (408). At most --max-connections (1024)
+/// are open at once; one more is answered 503 with Retry-After and closed.
 ///
 /// Secrets come from the environment, each also as NAME_FILE (a file holding the value):
 ///   SUPPORTLAKE_PSEUDONYM_KEY          customer pseudonymization key (required)
@@ -63,6 +69,23 @@ pub struct Args {
     /// Largest request body accepted, in bytes (413 beyond).
     #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
     pub max_body: usize,
+    /// Lines of POST /ingest/events longer than this many bytes are rejected (reported
+    /// with their line number and quarantined cut to their start); the other lines are kept.
+    #[arg(long, default_value_t = crate::ingest::MAX_LINE_BYTES, value_name = "BYTES")]
+    pub max_line_bytes: usize,
+    /// How long a client may take to send a request's line and headers. The same wait
+    /// applies to an idle keep-alive connection before its next request. Beyond it the
+    /// connection is closed.
+    #[arg(long, default_value = "10s", value_parser = super::lifecycle::parse_duration, value_name = "DURATION")]
+    pub header_timeout: Duration,
+    /// Longest a request may take once its headers are in, receiving its body included;
+    /// beyond it the answer is 408 and the connection is closed.
+    #[arg(long, default_value = "60s", value_parser = super::lifecycle::parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
+    /// Most client connections open at once. One more is answered 503 with Retry-After
+    /// and closed at once, never queued.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_connections: usize,
     /// How often the write-ahead log is flushed into Parquet, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub flush_interval: f64,
@@ -124,6 +147,22 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         .ok()
         .filter(|d| !d.is_zero())
         .context("--flush-interval must be a positive number of seconds")?;
+    anyhow::ensure!(
+        !args.header_timeout.is_zero(),
+        "--header-timeout must be longer than 0s"
+    );
+    anyhow::ensure!(
+        !args.request_timeout.is_zero(),
+        "--request-timeout must be longer than 0s"
+    );
+    anyhow::ensure!(
+        args.max_connections > 0,
+        "--max-connections must be at least 1"
+    );
+    anyhow::ensure!(
+        args.max_line_bytes > 0,
+        "--max-line-bytes must be at least 1"
+    );
     let config = Arc::new(args.config.load()?);
     Ok(ServerOptions {
         lake: LakePaths::new(PathBuf::from(&args.lake.lake)),
@@ -139,7 +178,12 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
             ..WalOptions::default()
         },
         max_body_bytes: args.max_body,
-        request_timeout: Duration::from_secs(60),
+        request_timeout: args.request_timeout,
+        connections: ConnectionLimits {
+            header_timeout: args.header_timeout,
+            max_connections: args.max_connections,
+        },
+        max_line_bytes: args.max_line_bytes,
         analyst_limits: args.sandbox.limits()?,
         pg_listen: args.pg_listen,
         pg_tls: args.pg_tls_cert.clone().zip(args.pg_tls_key.clone()),
@@ -155,6 +199,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let opts = options(&args)?;
+    crate::server::memory::tune();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(serve(opts))?;
     Ok(EXIT_OK)

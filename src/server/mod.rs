@@ -23,13 +23,17 @@
 //! ([`Wal::run_exclusive`]), so they neither race the flusher nor lose acknowledged events.
 //! With `pg_listen` set, the same sandbox also answers the Postgres wire protocol.
 //!
-//! Every error answers `{"error": "<code>", "message": "<text>"}`. A 2xx on an ingest route
-//! means the events are fsynced in the write-ahead log; when the log cannot take them the
-//! answer is 503 with `Retry-After`.
+//! Every error answers `{"error": "<code>", "message": "<text>"}` ([`json_errors`] gives
+//! axum's own answers that shape). A 2xx on an ingest route means the events are fsynced in
+//! the write-ahead log; when the log cannot take them the answer is 503 with `Retry-After`.
+//! What a connection may hold of the server (header timeout, connection cap) is in
+//! [`listen`]; giving memory back after bursts in [`memory`].
 
 pub use crate::auth;
 pub mod pages;
 mod carry;
+pub mod listen;
+pub mod memory;
 mod results;
 pub mod upkeep;
 
@@ -79,8 +83,12 @@ pub struct ServerOptions {
     pub wal: WalOptions,
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
-    /// Longest a request may take (408 beyond).
+    /// Longest a request may take, its body included (408 beyond).
     pub request_timeout: Duration,
+    /// Deadlines and the cap of connections ([`listen`]).
+    pub connections: listen::ConnectionLimits,
+    /// Longest line of `POST /ingest/events` decoded; a longer one is a reject.
+    pub max_line_bytes: usize,
     /// The analyst sandbox's bounds (`POST /api/v1/sql` and the Postgres protocol).
     pub analyst_limits: crate::query::analyst::Limits,
     /// Where to answer the Postgres wire protocol, if anywhere.
@@ -149,6 +157,8 @@ struct AppState {
     /// Quarantine files are written under the read side; an erasure, which rewrites them,
     /// takes the write side.
     quarantine_gate: RwLock<()>,
+    /// Longest record of JSON Lines decoded; a longer one is rejected as too long.
+    max_line_bytes: usize,
 }
 
 /// The analyst sessions read the server's current engine.
@@ -306,14 +316,25 @@ impl AppState {
             }
             n += 1;
             let mut report = Report::default();
-            decode_record(
-                format,
-                rec,
-                i as u64 + 1,
-                &mut pseudonymizer,
-                &mut rows,
-                &mut report,
-            );
+            let len = rec.strip_suffix(b"\r").unwrap_or(rec).len();
+            if format == SourceFormat::AgentLog && len > self.max_line_bytes {
+                // As `supportlake ingest` does: rejected undecoded; the quarantine keeps
+                // its start.
+                report.rejects.push(crate::ingest::too_long(
+                    i as u64 + 1,
+                    len as u64,
+                    self.max_line_bytes,
+                ));
+            } else {
+                decode_record(
+                    format,
+                    rec,
+                    i as u64 + 1,
+                    &mut pseudonymizer,
+                    &mut rows,
+                    &mut report,
+                );
+            }
             if !report.rejects.is_empty() {
                 rejected_raw.push((i as u64 + 1, report.rejects.clone(), rec));
             }
@@ -517,17 +538,31 @@ async fn chatwoot_post(
     ))
 }
 
+/// `POST /ingest/events` [ingest]: agent-log JSON Lines; a line longer than
+/// `--max-line-bytes` is a reject like any other. The token was checked before the body was
+/// read ([`require_ingest`]).
 async fn ingest_events(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<axum::Json<IngestReceipt>> {
-    authorize(&s, &headers, Role::Ingest)?;
     let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
     Ok(axum::Json(
         s.ingest(SourceFormat::AgentLog, lines, "POST /ingest/events")
             .await?,
     ))
+}
+
+/// Checks the ingest token before the body is read, so a caller without one cannot make
+/// the server hold a body of up to `--max-body`.
+async fn require_ingest(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authorize(&s, req.headers(), Role::Ingest) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 fn bad_request(e: impl std::fmt::Display) -> ApiError {
@@ -1538,28 +1573,94 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
-/// Turns the body-limit layer's plain 413 into the JSON error shape.
+/// Gives every error answer the JSON error shape. The routes' own errors have it already;
+/// what axum and the layers answer by themselves — extractor rejections (a path parameter
+/// that does not decode, a body that cannot be read, a form of another content type), 405,
+/// the body limit's 413, the timeout's 408 — is plain text or empty, and is rewritten here
+/// with its status and headers (`Allow`, `Retry-After`) kept and its text as the message.
+/// A 408 also closes the connection: the rest of its body may still be on the way.
 async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
     let r = next.run(req).await;
+    let status = r.status();
+    if !status.is_client_error() && !status.is_server_error() {
+        return r;
+    }
     let is_json = r
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE if !is_json => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "the request body is larger than the limit",
-        )
-        .into_response(),
-        StatusCode::REQUEST_TIMEOUT if !is_json => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            "the request took too long",
-        )
-        .into_response(),
-        _ => r,
+    let (mut parts, body) = r.into_parts();
+    if status == StatusCode::REQUEST_TIMEOUT {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if is_json {
+        return Response::from_parts(parts, body);
+    }
+    // Rejections are a line of text; anything longer is not worth a message.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let (code, message) = match status {
+        StatusCode::BAD_REQUEST => ("bad_request", None),
+        StatusCode::UNAUTHORIZED => ("unauthorized", None),
+        StatusCode::FORBIDDEN => ("forbidden", None),
+        StatusCode::NOT_FOUND => ("not_found", None),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            (
+                "method_not_allowed",
+                Some(format!(
+                    "this route does not take {method} (it takes {allowed})"
+                )),
+            )
+        }
+        StatusCode::NOT_ACCEPTABLE => ("not_acceptable", None),
+        StatusCode::REQUEST_TIMEOUT => (
+            "timeout",
+            Some("the request took longer than allowed (--request-timeout)".to_owned()),
+        ),
+        StatusCode::LENGTH_REQUIRED => ("length_required", None),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "too_large",
+            Some("the request body is larger than the limit (--max-body)".to_owned()),
+        ),
+        StatusCode::URI_TOO_LONG => ("uri_too_long", None),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", None),
+        StatusCode::UNPROCESSABLE_ENTITY => ("unprocessable", None),
+        StatusCode::TOO_MANY_REQUESTS => ("too_many_requests", None),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ("headers_too_large", None),
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", None),
+        StatusCode::GATEWAY_TIMEOUT => ("timeout", None),
+        s if s.is_client_error() => ("client_error", None),
+        _ => ("internal", None),
+    };
+    let message = if status.is_server_error() {
+        // Whatever a layer said of its failure is for the log, not for the caller.
+        warn!(%status, detail = text.as_deref().unwrap_or(""), "error answer from a layer");
+        message.unwrap_or_else(|| "the server could not answer this request".to_owned())
+    } else {
+        message
+            .or(text)
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned())
+    };
+    let body = serde_json::json!({"error": code, "message": message}).to_string();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// The routes, over a started write-ahead log.
@@ -1570,7 +1671,13 @@ fn router(state: Arc<AppState>, max_body: usize, timeout: Duration) -> Router {
             get(whatsapp_verify).post(whatsapp_post),
         )
         .route("/webhooks/chatwoot", post(chatwoot_post))
-        .route("/ingest/events", post(ingest_events))
+        .route(
+            "/ingest/events",
+            post(ingest_events).route_layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&state),
+                require_ingest,
+            )),
+        )
         .route("/api/v1/metrics/{name}", get(metric))
         .route("/api/v1/charts/{file}", get(chart))
         .route("/api/v1/conversations", get(conversations_api))
@@ -1871,6 +1978,7 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         upkeep: upkeep::UpkeepStats::default(),
         rollups: opts.upkeep.rollups,
         quarantine_gate: RwLock::new(()),
+        max_line_bytes: opts.max_line_bytes,
     });
     tokio::spawn(run_reports(Arc::downgrade(&state)));
     tokio::spawn(run_maintenance(Arc::downgrade(&state)));
@@ -1913,14 +2021,13 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         .await
         .map_err(|e| ServeError::Listen(opts.listen, e))?;
     let addr = listener.local_addr()?;
+    let _trimmer = memory::start()?;
     // Handlers are installed before the address is announced: a SIGTERM from then on
     // drains and flushes instead of killing.
     let shutdown = shutdown_signal()?;
     info!(%addr, lake = %opts.lake.root().display(), "serving");
     println!("listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    listen::run(listener, app, &opts.connections, shutdown).await;
     info!("draining done; flushing the write-ahead log into the lake");
     drop(state);
     tokio::task::spawn_blocking(move || threads.shutdown())
