@@ -112,8 +112,11 @@ fn may_be_damage(e: &DataFusionError) -> bool {
 #[derive(Clone, Default)]
 pub struct DamageWatch {
     checker: Arc<crate::lake::damage::Checker>,
-    on_events_damage: Option<Arc<dyn Fn(Vec<(std::path::PathBuf, String)>) + Send + Sync>>,
+    on_events_damage: Option<Arc<DamageHook>>,
 }
+
+/// Told the damaged `events` files found (path, what is wrong).
+pub type DamageHook = dyn Fn(Vec<(std::path::PathBuf, String)>) + Send + Sync;
 
 impl std::fmt::Debug for DamageWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -569,6 +569,24 @@ fn bad_request(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
 }
 
+/// A metric that could not be computed: 503 with `damaged_file` when damaged lake files
+/// are the cause (named in the message; the server moves them aside, so a retry reads the
+/// rest), 400 otherwise.
+fn metric_error(e: crate::metrics::MetricError) -> ApiError {
+    match e {
+        crate::metrics::MetricError::Query(q @ crate::query::QueryError::Damaged { .. }) => {
+            let mut a = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "damaged_file",
+                q.to_string(),
+            );
+            a.retry_after = Some(1);
+            a
+        }
+        other => bad_request(other),
+    }
+}
+
 /// A metric question from query parameters (the same for the metrics and chart routes).
 fn metric_request(
     s: &AppState,
@@ -638,7 +656,7 @@ impl AppState {
         let engine = self.engine().await?;
         crate::metrics::conversations(&engine, req, outcome, limit, offset)
             .await
-            .map_err(bad_request)
+            .map_err(metric_error)
     }
 
     /// Runs a metric, counting it for `/metrics`.
@@ -663,7 +681,7 @@ impl AppState {
         self.counters
             .query_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        let result = result.map_err(bad_request)?;
+        let result = result.map_err(metric_error)?;
         self.results.put(session, key, Arc::new(result.clone()));
         Ok(result)
     }
@@ -698,7 +716,7 @@ impl AppState {
         self.counters
             .query_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        let (answer, until) = computed.map_err(bad_request)?;
+        let (answer, until) = computed.map_err(metric_error)?;
         let held = Held {
             since: req.now,
             until,
@@ -1333,11 +1351,11 @@ impl From<SandboxError> for ApiError {
             | SandboxError::TooManyRows(_)
             | SandboxError::TooManyBytes(_) => StatusCode::UNPROCESSABLE_ENTITY,
             SandboxError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            SandboxError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SandboxError::Busy(_) | SandboxError::Damaged(_) => StatusCode::SERVICE_UNAVAILABLE,
             SandboxError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut a = ApiError::new(status, e.code(), e.to_string());
-        if matches!(e, SandboxError::Busy(_)) {
+        if matches!(e, SandboxError::Busy(_) | SandboxError::Damaged(_)) {
             a.retry_after = Some(2);
         }
         a
@@ -1456,23 +1474,61 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Ready (200) when the server takes events; `degraded` (still 200) when it works around
+/// a fault — flushes failing, damaged files moved aside, rollups not refreshing; not ready
+/// (503, the error shape) when the write-ahead log cannot take events. Every problem is
+/// named in `problems`.
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    let st = s.wal.stats();
-    if st.failed.load(Ordering::Relaxed) {
-        let why = st
-            .last_error
-            .lock()
-            .ok()
-            .and_then(|e| e.clone())
-            .unwrap_or_default();
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("write-ahead log: {why}"),
-        )
-        .into_response();
+    let health = s.wal.stats().health();
+    let mut problems: Vec<String> = health.not_ready.iter().cloned().collect();
+    problems.extend(health.degraded);
+    let damaged = {
+        let paths = s.paths.clone();
+        tokio::task::spawn_blocking(move || crate::lake::damage::list(&paths))
+            .await
+            .unwrap_or_default()
+    };
+    for d in damaged.iter().take(10) {
+        problems.push(format!(
+            "damaged data file {} moved aside to {} ({})",
+            d.was,
+            d.path
+                .strip_prefix(s.paths.root())
+                .unwrap_or(&d.path)
+                .display(),
+            d.why
+        ));
     }
-    (StatusCode::OK, "ready\n").into_response()
+    if damaged.len() > 10 {
+        problems.push(format!(
+            "and {} more damaged files under _damaged/",
+            damaged.len() - 10
+        ));
+    }
+    if s.upkeep.refresh_failing.load(Ordering::Relaxed) {
+        problems.push(
+            "the rollup refresh fails (see the log); pages show the rollups of the last refresh"
+                .into(),
+        );
+    }
+    if let Some(why) = health.not_ready {
+        let body = serde_json::json!({
+            "error": "not_ready",
+            "message": why,
+            "status": "not_ready",
+            "problems": problems,
+        });
+        let mut r = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        return r;
+    }
+    let status = if problems.is_empty() {
+        "ready"
+    } else {
+        "degraded"
+    };
+    axum::Json(serde_json::json!({"status": status, "problems": problems})).into_response()
 }
 
 async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
@@ -1521,6 +1577,27 @@ async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
          # HELP supportlake_compaction_files_merged_total Small files merged by compaction.\n\
          # TYPE supportlake_compaction_files_merged_total counter\n\
          supportlake_compaction_files_merged_total {}\n\
+         # HELP supportlake_wal_flush_failures_total Flushes of the write-ahead log that failed (the events stay in the log and are retried).\n\
+         # TYPE supportlake_wal_flush_failures_total counter\n\
+         supportlake_wal_flush_failures_total {}\n\
+         # HELP supportlake_wal_recoveries_total Times the write-ahead log took appends again after a failed write.\n\
+         # TYPE supportlake_wal_recoveries_total counter\n\
+         supportlake_wal_recoveries_total {}\n\
+         # HELP supportlake_wal_writable Whether the write-ahead log takes appends (0 while a failure lasts).\n\
+         # TYPE supportlake_wal_writable gauge\n\
+         supportlake_wal_writable {}\n\
+         # HELP supportlake_wal_reserve_held Whether the write-ahead log's reserve of disk space is in place.\n\
+         # TYPE supportlake_wal_reserve_held gauge\n\
+         supportlake_wal_reserve_held {}\n\
+         # HELP supportlake_wal_damaged_bytes_total Bytes of log segments that could not be read (torn writes included).\n\
+         # TYPE supportlake_wal_damaged_bytes_total counter\n\
+         supportlake_wal_damaged_bytes_total {}\n\
+         # HELP supportlake_wal_damaged_runs_total Runs of damaged log bytes that may have held acknowledged events (kept in _wal/damaged/).\n\
+         # TYPE supportlake_wal_damaged_runs_total counter\n\
+         supportlake_wal_damaged_runs_total {}\n\
+         # HELP supportlake_damaged_files_moved_total Damaged data files moved aside to _damaged/.\n\
+         # TYPE supportlake_damaged_files_moved_total counter\n\
+         supportlake_damaged_files_moved_total {}\n\
          # HELP supportlake_queries_total Metric queries run.\n\
          # TYPE supportlake_queries_total counter\n\
          supportlake_queries_total {}\n\
@@ -1546,6 +1623,13 @@ async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
         l(&s.upkeep.refresh_failures),
         l(&s.upkeep.last_refresh_micros) as f64 / 1e6,
         l(&s.upkeep.files_merged),
+        l(&w.flush_failures),
+        l(&w.recoveries),
+        u8::from(!w.failed.load(Ordering::Relaxed)),
+        u8::from(w.reserve_held.load(Ordering::Relaxed)),
+        l(&w.damaged_bytes),
+        l(&w.damaged_runs),
+        crate::lake::damage::FILES_MOVED.load(Ordering::Relaxed),
         l(&c.query_count),
         l(&c.query_micros) as f64 / 1e6,
         l(&c.query_cache_hits),
@@ -1727,6 +1811,8 @@ pub enum ServeError {
     Reports(String),
     #[error("query engine: {0}")]
     Query(String),
+    #[error("stopped with acknowledged events still only in the write-ahead log: {0}")]
+    Unflushed(String),
 }
 
 /// Runs the scheduled reports at their times until the server stops.
@@ -1880,6 +1966,49 @@ async fn erase_customer(
     Ok(axum::Json(done.record))
 }
 
+/// What the server does with damaged `events` files a query finds: moves them aside
+/// (under the maintenance lock, on the flusher thread after a flush, so no flush or
+/// compaction reads them meanwhile), after checking once more that they are still damaged,
+/// and reopens the query session.
+fn damage_watch(
+    slot: Arc<std::sync::OnceLock<std::sync::Weak<AppState>>>,
+) -> crate::query::DamageWatch {
+    crate::query::DamageWatch::with_hook(move |files| {
+        let Some(state) = slot.get().cloned() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let Some(s) = state.upgrade() else { return };
+            let _maintenance = s.maintenance.lock().await;
+            let paths = s.paths.clone();
+            let moved = s
+                .wal
+                .run_exclusive(move || {
+                    let mut moved = 0;
+                    for (p, _) in files {
+                        if let Ok(Some(why)) = crate::lake::damage::check_file(&p)
+                            && crate::lake::damage::quarantine(&paths, &p, &why, std::time::SystemTime::now()).is_ok()
+                        {
+                            moved += 1;
+                        }
+                    }
+                    moved
+                })
+                .await;
+            match moved {
+                Ok(n) if n > 0 => {
+                    s.upkeep.generation.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot move damaged files aside now; the next query that meets them tries again"),
+            }
+        });
+    })
+}
+
 /// Maintenance in the background: an erasure a crash interrupted is finished at start;
 /// with `[retention]` configured, expired partitions are dropped at start and then daily.
 async fn run_maintenance(state: std::sync::Weak<AppState>) {
@@ -1954,6 +2083,8 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
             "reports are scheduled but no SMTP server is configured (SUPPORTLAKE_SMTP_URL): their runs will fail"
         );
     }
+    // The damaged files queries find are moved aside by the server, which needs its state.
+    let state_slot: Arc<std::sync::OnceLock<std::sync::Weak<AppState>>> = Arc::default();
     let state = Arc::new(AppState {
         paths: opts.lake.clone(),
         config: opts.config,
@@ -1964,7 +2095,9 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         key: opts.pseudonym_key,
         wal,
         engine: Mutex::new(None),
-        runtime: crate::query::SharedCaches::new().map_err(|e| ServeError::Query(e.to_string()))?,
+        runtime: crate::query::SharedCaches::new()
+            .map_err(|e| ServeError::Query(e.to_string()))?
+            .with_damage_watch(damage_watch(Arc::clone(&state_slot))),
         results: results::ResultCache::default(),
         carried: carry::Carried::default(),
         held: results::ResultCache::default(),
@@ -1980,6 +2113,7 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         quarantine_gate: RwLock::new(()),
         max_line_bytes: opts.max_line_bytes,
     });
+    let _ = state_slot.set(Arc::downgrade(&state));
     tokio::spawn(run_reports(Arc::downgrade(&state)));
     tokio::spawn(run_maintenance(Arc::downgrade(&state)));
     upkeep::start(Arc::downgrade(&state), opts.upkeep.clone())?;
@@ -2032,7 +2166,8 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
     drop(state);
     tokio::task::spawn_blocking(move || threads.shutdown())
         .await
-        .map_err(|e| WalError::Failed(e.to_string()))?;
+        .map_err(|e| WalError::Failed(e.to_string()))?
+        .map_err(ServeError::Unflushed)?;
     Ok(())
 }
 
