@@ -643,7 +643,11 @@ fn rss_kib(pid: u32) -> u64 {
 #[test]
 fn memory_returns_after_a_burst_of_bad_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(&dir.path().join("lake"), &[]);
+    // A body budget above the burst's, so every body is read (and rejected) in full.
+    let s = Server::start(
+        &dir.path().join("lake"),
+        &["--max-body-memory", "1073741824"],
+    );
     let pid = s.child.id();
     // Warm up (the first requests allocate what the server keeps for good).
     for _ in 0..4 {
@@ -725,6 +729,52 @@ fn memory_returns_after_a_burst_of_bad_requests() {
     assert!(
         settled <= bound,
         "VmRSS stays at {settled} KiB after the burst (baseline {baseline} KiB, right after {after} KiB)"
+    );
+    s.stop();
+}
+
+/// Bodies are held in memory while a request is handled; all requests together may hold
+/// at most --max-body-memory. A request whose announced body does not fit is answered 503
+/// before any of it is read, and the budget is whole again when the holder is done.
+#[test]
+fn bodies_over_the_memory_budget_are_refused_before_they_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        &dir.path().join("lake"),
+        &["--max-body-memory", "1048576", "--header-timeout", "30s"],
+    );
+    let sig = [("X-Hub-Signature-256", "sha256=00")];
+    // A holds 900 000 bytes of the budget: its head is in, its body trickles.
+    let mut a = s.connect();
+    a.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = "POST /webhooks/whatsapp HTTP/1.1\r\nHost: test\r\nX-Hub-Signature-256: sha256=00\r\nContent-Length: 900000\r\n\r\n";
+    a.write_all(head.as_bytes()).unwrap();
+    a.write_all(&[b'{'; 10]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // B announces 600 000 bytes: no room. It is refused on its head alone.
+    let mut b = s.connect();
+    b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    b.write_all(b"POST /webhooks/whatsapp HTTP/1.1\r\nHost: test\r\nX-Hub-Signature-256: sha256=00\r\nContent-Length: 600000\r\n\r\n")
+        .unwrap();
+    let refused = read_answer(&mut b).expect("B is answered without sending its body");
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(refused.error_shape().unwrap().0, "busy");
+    assert!(refused.header("retry-after").is_some());
+    // A finishes (and is rejected for its signature): the budget is whole again.
+    a.write_all(&vec![b'{'; 900_000 - 10]).unwrap();
+    assert_eq!(read_answer(&mut a).unwrap().status, 401);
+    let again = exchange(
+        &s.addr,
+        &request_bytes("POST", "/webhooks/whatsapp", &sig, &vec![b'{'; 600_000]),
+    )
+    .unwrap();
+    assert_eq!(again.status, 401, "{}", again.text());
+    let metrics = exchange(&s.addr, &request_bytes("GET", "/metrics", &[], b""))
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("supportlake_http_bodies_refused_total 1"),
+        "{metrics}"
     );
     s.stop();
 }

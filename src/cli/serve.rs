@@ -86,6 +86,11 @@ pub struct Args {
     /// and closed at once, never queued.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_connections: usize,
+    /// Most bytes of request bodies held at once by all requests together. A request whose
+    /// body (its Content-Length, or --max-body when not announced) does not fit is answered
+    /// 503 with Retry-After before its body is read.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    pub max_body_memory: usize,
     /// How often the write-ahead log is flushed into Parquet, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub flush_interval: f64,
@@ -182,6 +187,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         connections: ConnectionLimits {
             header_timeout: args.header_timeout,
             max_connections: args.max_connections,
+            max_body_memory: args.max_body_memory,
         },
         max_line_bytes: args.max_line_bytes,
         analyst_limits: args.sandbox.limits()?,

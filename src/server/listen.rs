@@ -9,6 +9,11 @@
 //!   at once. One more is answered `503` (the JSON error shape, `Retry-After`) without
 //!   reading its request and closed; when even those answers pile up, it is closed unanswered.
 //!   Either way it never waits in a queue of ours.
+//! - **Body budget.** Request bodies being received and handled at once may hold at most
+//!   [`ConnectionLimits::max_body_memory`] bytes: a request reserves its `Content-Length`
+//!   (or the body limit, when the length is not announced) before its body is read, and
+//!   one that does not fit is answered `503` with `Retry-After` ([`hold_body_budget`]). So
+//!   the connection cap times the body limit is never what memory must hold.
 //! - **Graceful stop.** When `shutdown` completes, the listener is closed, idle connections
 //!   are closed, and requests in flight are answered before [`run`] returns.
 //!
@@ -20,6 +25,7 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -41,6 +47,8 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// Most connections open at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// Most bytes of request bodies held at once, by all requests together.
+    pub max_body_memory: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -48,8 +56,83 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_body_memory: 256 << 20,
         }
     }
+}
+
+/// What the connections hold and were refused, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    pub open: AtomicU64,
+    pub accepted: AtomicU64,
+    /// Connections over the cap (answered 503 or closed).
+    pub refused: AtomicU64,
+    /// Requests answered 503 because their bodies did not fit the body budget.
+    pub bodies_refused: AtomicU64,
+}
+
+/// The body budget (see the module docs), counted in KiB.
+pub struct BodyBudget {
+    kib: Arc<Semaphore>,
+    total_kib: u32,
+    max_body: usize,
+    stats: Arc<ConnectionStats>,
+}
+
+impl BodyBudget {
+    pub fn new(limits: &ConnectionLimits, max_body: usize, stats: Arc<ConnectionStats>) -> Self {
+        let total_kib = u32::try_from(limits.max_body_memory.div_ceil(1024))
+            .unwrap_or(u32::MAX >> 3)
+            .clamp(1, u32::MAX >> 3);
+        BodyBudget {
+            kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+            max_body,
+            stats,
+        }
+    }
+}
+
+/// Reserves the request's body in the budget for as long as the request is handled; a
+/// body that does not fit is answered 503 (the JSON error shape) without being read.
+pub async fn hold_body_budget(
+    axum::extract::State(budget): axum::extract::State<Arc<BodyBudget>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let hint = axum::body::HttpBody::size_hint(req.body());
+    let bytes = match hint.exact() {
+        Some(n) => (n as usize).min(budget.max_body),
+        None => budget.max_body,
+    };
+    if bytes == 0 {
+        return next.run(req).await;
+    }
+    let kib = u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .min(budget.total_kib);
+    let Ok(held) = Arc::clone(&budget.kib).try_acquire_many_owned(kib) else {
+        budget.stats.bodies_refused.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::json!({
+            "error": "busy",
+            "message": "the server is receiving as many request bodies as its memory budget allows (--max-body-memory); try again shortly",
+        });
+        let mut r = (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(body),
+        )
+            .into_response();
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(1),
+        );
+        return r;
+    };
+    let answer = next.run(req).await;
+    drop(held);
+    answer
 }
 
 /// Refusals (the 503 to a connection over the cap) being written at once; beyond, a
@@ -71,6 +154,7 @@ pub async fn run(
     listener: TcpListener,
     app: Router,
     limits: &ConnectionLimits,
+    stats: Arc<ConnectionStats>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = http1::Builder::new();
@@ -95,6 +179,7 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
             refused.note(limits.max_connections);
             match Arc::clone(&refusals).try_acquire_owned() {
                 Ok(busy) => {
@@ -109,11 +194,15 @@ pub async fn run(
         };
         let service = TowerToHyperService::new(app.clone());
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        let stats = Arc::clone(&stats);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 // Header timeouts, clients gone mid-request, malformed requests.
                 debug!(error = %e, "connection ended with an error");
             }
+            stats.open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }

@@ -159,6 +159,10 @@ struct AppState {
     quarantine_gate: RwLock<()>,
     /// Longest record of JSON Lines decoded; a longer one is rejected as too long.
     max_line_bytes: usize,
+    /// What the connections hold and were refused.
+    connections: Arc<listen::ConnectionStats>,
+    /// The bytes of request bodies held at once ([`listen::hold_body_budget`]).
+    body_budget: Arc<listen::BodyBudget>,
 }
 
 /// The analyst sessions read the server's current engine.
@@ -1598,6 +1602,18 @@ async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
          # HELP supportlake_damaged_files_moved_total Damaged data files moved aside to _damaged/.\n\
          # TYPE supportlake_damaged_files_moved_total counter\n\
          supportlake_damaged_files_moved_total {}\n\
+         # HELP supportlake_http_connections_open Client connections open now.\n\
+         # TYPE supportlake_http_connections_open gauge\n\
+         supportlake_http_connections_open {}\n\
+         # HELP supportlake_http_connections_total Client connections accepted.\n\
+         # TYPE supportlake_http_connections_total counter\n\
+         supportlake_http_connections_total {}\n\
+         # HELP supportlake_http_connections_refused_total Connections over --max-connections, refused.\n\
+         # TYPE supportlake_http_connections_refused_total counter\n\
+         supportlake_http_connections_refused_total {}\n\
+         # HELP supportlake_http_bodies_refused_total Requests answered 503 because their bodies did not fit --max-body-memory.\n\
+         # TYPE supportlake_http_bodies_refused_total counter\n\
+         supportlake_http_bodies_refused_total {}\n\
          # HELP supportlake_queries_total Metric queries run.\n\
          # TYPE supportlake_queries_total counter\n\
          supportlake_queries_total {}\n\
@@ -1630,6 +1646,10 @@ async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
         l(&w.damaged_bytes),
         l(&w.damaged_runs),
         crate::lake::damage::FILES_MOVED.load(Ordering::Relaxed),
+        l(&s.connections.open),
+        l(&s.connections.accepted),
+        l(&s.connections.refused),
+        l(&s.connections.bodies_refused),
         l(&c.query_count),
         l(&c.query_micros) as f64 / 1e6,
         l(&c.query_cache_hits),
@@ -1778,6 +1798,10 @@ fn router(state: Arc<AppState>, max_body: usize, timeout: Duration) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.body_budget),
+            listen::hold_body_budget,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -2085,6 +2109,7 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
     }
     // The damaged files queries find are moved aside by the server, which needs its state.
     let state_slot: Arc<std::sync::OnceLock<std::sync::Weak<AppState>>> = Arc::default();
+    let connection_stats = Arc::new(listen::ConnectionStats::default());
     let state = Arc::new(AppState {
         paths: opts.lake.clone(),
         config: opts.config,
@@ -2111,6 +2136,12 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
         upkeep: upkeep::UpkeepStats::default(),
         rollups: opts.upkeep.rollups,
         quarantine_gate: RwLock::new(()),
+        connections: Arc::clone(&connection_stats),
+        body_budget: Arc::new(listen::BodyBudget::new(
+            &opts.connections,
+            opts.max_body_bytes,
+            Arc::clone(&connection_stats),
+        )),
         max_line_bytes: opts.max_line_bytes,
     });
     let _ = state_slot.set(Arc::downgrade(&state));
@@ -2161,7 +2192,7 @@ pub async fn serve(opts: ServerOptions) -> Result<(), ServeError> {
     let shutdown = shutdown_signal()?;
     info!(%addr, lake = %opts.lake.root().display(), "serving");
     println!("listening on http://{addr}");
-    listen::run(listener, app, &opts.connections, shutdown).await;
+    listen::run(listener, app, &opts.connections, connection_stats, shutdown).await;
     info!("draining done; flushing the write-ahead log into the lake");
     drop(state);
     tokio::task::spawn_blocking(move || threads.shutdown())
