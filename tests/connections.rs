@@ -778,3 +778,57 @@ fn bodies_over_the_memory_budget_are_refused_before_they_are_read() {
     );
     s.stop();
 }
+
+/// A client that asks for a large answer and never reads it: once the server can send
+/// nothing more for --send-timeout, it closes the connection (and drops the answer).
+#[test]
+fn a_client_that_stops_reading_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        &dir.path().join("lake"),
+        &["--send-timeout", "2s", "--header-timeout", "30s"],
+    );
+    let open = |s: &Server| -> u64 {
+        let m = exchange(&s.addr, &request_bytes("GET", "/metrics", &[], b""))
+            .unwrap()
+            .text();
+        m.lines()
+            .find_map(|l| l.strip_prefix("supportlake_http_connections_open "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no connections gauge in {m}"))
+    };
+    // 20 MB of CSV, far more than the socket buffers take.
+    let sql = b"SELECT repeat('x', 200) AS s FROM generate_series(1, 100000)";
+    let auth = bearer(READ);
+    let mut c = s.connect();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.write_all(&request_bytes(
+        "POST",
+        "/api/v1/sql?format=csv",
+        &[("Authorization", &auth)],
+        sql,
+    ))
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    // Itself and the stalled one.
+    assert_eq!(open(&s), 2, "the stalled connection is open at first");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(20);
+    while open(&s) > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled connection is never closed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let closed_after = started.elapsed();
+    // The client finds the answer cut short: fewer bytes than asked for, then the end.
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert!(got.len() < 20_000_000, "got all {} bytes", got.len());
+    eprintln!(
+        "closed {closed_after:?} after the first check; the client got {} bytes",
+        got.len()
+    );
+    s.stop();
+}

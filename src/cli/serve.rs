@@ -91,6 +91,10 @@ pub struct Args {
     /// 503 with Retry-After before its body is read.
     #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
     pub max_body_memory: usize,
+    /// How long an answer may wait for a client that takes none of it (a client that stops
+    /// reading a large result). Beyond it the connection is closed.
+    #[arg(long, default_value = "30s", value_parser = super::lifecycle::parse_duration, value_name = "DURATION")]
+    pub send_timeout: Duration,
     /// How often the write-ahead log is flushed into Parquet, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub flush_interval: f64,
@@ -157,6 +161,10 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         "--header-timeout must be longer than 0s"
     );
     anyhow::ensure!(
+        !args.send_timeout.is_zero(),
+        "--send-timeout must be longer than 0s"
+    );
+    anyhow::ensure!(
         !args.request_timeout.is_zero(),
         "--request-timeout must be longer than 0s"
     );
@@ -188,6 +196,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
             header_timeout: args.header_timeout,
             max_connections: args.max_connections,
             max_body_memory: args.max_body_memory,
+            send_timeout: args.send_timeout,
         },
         max_line_bytes: args.max_line_bytes,
         analyst_limits: args.sandbox.limits()?,

@@ -9,6 +9,10 @@
 //!   at once. One more is answered `503` (the JSON error shape, `Retry-After`) without
 //!   reading its request and closed; when even those answers pile up, it is closed unanswered.
 //!   Either way it never waits in a queue of ours.
+//! - **Send timeout.** An answer must make progress: a write to a client that has not
+//!   taken any of it for [`ConnectionLimits::send_timeout`] fails and the connection is
+//!   closed ([`Stalled`]), so a client that never reads a large answer holds neither the
+//!   connection nor the answer's memory for long.
 //! - **Body budget.** Request bodies being received and handled at once may hold at most
 //!   [`ConnectionLimits::max_body_memory`] bytes: a request reserves its `Content-Length`
 //!   (or the body limit, when the length is not announced) before its body is read, and
@@ -49,6 +53,8 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// Most bytes of request bodies held at once, by all requests together.
     pub max_body_memory: usize,
+    /// Longest a write to the client may wait without the client taking any of it.
+    pub send_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -57,6 +63,7 @@ impl Default for ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
             max_body_memory: 256 << 20,
+            send_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -193,6 +200,7 @@ pub async fn run(
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
+        let stream = Stalled::new(stream, limits.send_timeout);
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         stats.open.fetch_add(1, Ordering::Relaxed);
@@ -266,5 +274,103 @@ impl Refused {
             self.since_log = 0;
             self.logged = Some(Instant::now());
         }
+    }
+}
+
+/// A client connection whose writes fail when the client takes nothing for a while (see
+/// the module docs). Reads are untouched: the header and request timeouts bound them.
+struct Stalled {
+    inner: TcpStream,
+    timeout: Duration,
+    /// Started when a write found the client's window full; reset by any progress.
+    waiting: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stalled {
+    fn new(inner: TcpStream, timeout: Duration) -> Self {
+        Stalled {
+            inner,
+            timeout,
+            waiting: None,
+        }
+    }
+
+    /// After a write that could not proceed: fails once the wait is over.
+    fn pending<T>(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<T>> {
+        let timeout = self.timeout;
+        let sleep = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took none of the answer for the send timeout",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Stalled {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Stalled {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.pending(cx),
+            done => {
+                self.waiting = None;
+                done
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            std::task::Poll::Pending => self.pending(cx),
+            done => {
+                self.waiting = None;
+                done
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            std::task::Poll::Pending => self.pending(cx),
+            done => {
+                self.waiting = None;
+                done
+            }
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
