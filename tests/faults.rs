@@ -37,6 +37,8 @@ const WA_SECRET: &str = "whatsapp-app-secret";
 /// How big a run is.
 struct Scale {
     kill_cycles: usize,
+    slow_connections: usize,
+    bad_requests: usize,
     full_disk_mib: u64,
     wal_records: usize,
     wal_damage_points: usize,
@@ -46,6 +48,8 @@ fn scale() -> Scale {
     if std::env::var("SUPPORTLAKE_FAULT_SCALE").as_deref() == Ok("large") {
         Scale {
             kill_cycles: 200,
+            slow_connections: 300,
+            bad_requests: 2_000,
             full_disk_mib: 96,
             wal_records: 2_000,
             wal_damage_points: 20,
@@ -53,6 +57,8 @@ fn scale() -> Scale {
     } else {
         Scale {
             kill_cycles: 4,
+            slow_connections: 20,
+            bad_requests: 120,
             full_disk_mib: 40,
             wal_records: 60,
             wal_damage_points: 2,
@@ -1000,4 +1006,230 @@ fn check_finds_damage_and_moves_it_aside() {
         100
     );
     assert_eq!(stored.keys().filter(|k| k.starts_with("chk-1-")).count(), 0);
+}
+
+// --- Slow and malformed connections, a burst of bad requests ------------------------------
+
+/// A crowd of connections trickling their request heads a byte at a time (and some saying
+/// nothing at all) while a real client posts: the crowd is cut off at the header timeout,
+/// and the real client is answered all along.
+#[test]
+fn a_crowd_of_slow_connections_is_cut_off_and_the_server_keeps_answering() {
+    let sc = scale();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let log = dir.path().join("serve.log");
+    let s = Server::start(&lake, &log, &["--header-timeout", "2s", "--no-rollups"]);
+    let started = Instant::now();
+    let crowd: Vec<_> = (0..sc.slow_connections)
+        .map(|i| {
+            let addr = s.addr.clone();
+            std::thread::spawn(move || -> Option<Duration> {
+                let mut c = TcpStream::connect(&addr).ok()?;
+                let opened = Instant::now();
+                c.set_read_timeout(Some(Duration::from_millis(250))).ok()?;
+                let head = b"POST /ingest/events HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n";
+                let mut k = 0;
+                let mut buf = [0u8; 512];
+                while opened.elapsed() < Duration::from_secs(30) {
+                    if i % 4 != 0 && k < head.len() {
+                        if c.write_all(&head[k..k + 1]).is_err() {
+                            return Some(opened.elapsed());
+                        }
+                        k += 1;
+                    }
+                    match c.read(&mut buf) {
+                        Ok(0) => return Some(opened.elapsed()),
+                        Ok(_) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => return Some(opened.elapsed()),
+                    }
+                }
+                None
+            })
+        })
+        .collect();
+    // Meanwhile a real client.
+    let mut worst = Duration::ZERO;
+    let mut acked = Vec::new();
+    let mut k = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let ids: Vec<String> = (0..5).map(|i| format!("real-{k}-{i}")).collect();
+        k += 1;
+        let t = Instant::now();
+        assert_eq!(
+            post_lines(&s.addr, &agent_lines(&ids, "2026-11-02")),
+            Some(200)
+        );
+        worst = worst.max(t.elapsed());
+        acked.extend(ids);
+    }
+    let closed: Vec<Option<Duration>> = crowd.into_iter().map(|t| t.join().unwrap()).collect();
+    let never = closed.iter().filter(|c| c.is_none()).count();
+    let slowest = closed.iter().flatten().max().copied().unwrap_or_default();
+    let status = s.stop();
+    assert!(status.success());
+    let (lost, _) = lost_and_doubled(&lake, &acked);
+    figures(
+        "slow_connections",
+        serde_json::json!({
+            "slow_connections": sc.slow_connections, "header_timeout_s": 2,
+            "never_closed": never, "slowest_close_s": slowest.as_secs_f64(),
+            "real_client_requests": k, "real_client_worst_ms": worst.as_secs_f64() * 1e3,
+            "real_client_lost": lost.len(),
+        }),
+    );
+    assert_eq!(never, 0, "slow connections never closed");
+    assert!(
+        slowest < Duration::from_secs(6),
+        "the slowest was closed after {slowest:?}"
+    );
+    assert!(lost.is_empty());
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .expect("VmRSS")
+        / 1024.0
+}
+
+/// Bad requests of every kind — bad signatures, wrong tokens, bodies that are not JSON,
+/// lines too long, malformed HTTP — many and large at once: every one is answered with an
+/// error (never a 2xx), and the memory they took is given back.
+#[test]
+fn a_burst_of_bad_requests_is_refused_and_leaves_no_memory_behind() {
+    let sc = scale();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let log = dir.path().join("serve.log");
+    let s = Server::start(
+        &lake,
+        &log,
+        &["--no-rollups", "--max-body-memory", "1073741824"],
+    );
+    let pid = s.child.id();
+    for _ in 0..4 {
+        http(
+            &s.addr,
+            "POST",
+            "/webhooks/whatsapp",
+            &[("X-Hub-Signature-256", "sha256=00")],
+            &[b'{'; 4096],
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let baseline = rss_mib(pid);
+    let per_worker = sc.bad_requests / 8;
+    let workers: Vec<_> = (0..8u64)
+        .map(|w| {
+            let addr = s.addr.clone();
+            std::thread::spawn(move || -> u64 {
+                let mut rand = common::xorshift(w + 7);
+                let mut errors = 0u64;
+                for i in 0..per_worker {
+                    let len = (1 << 20) + (rand() % (7 << 20)) as usize;
+                    let body = vec![b'{'; len];
+                    let answer = match (w as usize + i) % 5 {
+                        0 => http(
+                            &addr,
+                            "POST",
+                            "/webhooks/whatsapp",
+                            &[("X-Hub-Signature-256", "sha256=00")],
+                            &body,
+                        ),
+                        1 => http(
+                            &addr,
+                            "POST",
+                            "/ingest/events",
+                            &[("Authorization", "Bearer wrong-token-0123456789")],
+                            &body,
+                        ),
+                        2 => http(
+                            &addr,
+                            "POST",
+                            "/api/v1/sql",
+                            &[
+                                ("Authorization", &bearer(READ)),
+                                ("Content-Type", "application/json"),
+                            ],
+                            &body,
+                        ),
+                        // One line far over the line limit: rejected, nothing stored.
+                        3 => http(
+                            &addr,
+                            "POST",
+                            "/ingest/events",
+                            &[("Authorization", &bearer(INGEST))],
+                            &[b'x'; 5 << 20],
+                        ),
+                        _ => {
+                            // Not HTTP at all.
+                            let mut c = TcpStream::connect(&addr).unwrap();
+                            let _ = c.write_all(&body[..64 << 10]);
+                            let mut sink = Vec::new();
+                            c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                            let _ = c.read_to_end(&mut sink);
+                            let text = String::from_utf8_lossy(&sink).into_owned();
+                            text.split_whitespace()
+                                .nth(1)
+                                .and_then(|c| c.parse().ok())
+                                .map(|c| (c, text))
+                        }
+                    };
+                    match answer {
+                        Some((code, _)) if code >= 400 => errors += 1,
+                        Some((code, b))
+                            if (w as usize + i) % 5 == 3
+                                && code == 200
+                                && b.contains("\"accepted\":0") =>
+                        {
+                            errors += 1
+                        }
+                        Some((code, b)) => {
+                            panic!("a bad request got {code}: {}", &b[..b.len().min(300)])
+                        }
+                        None => errors += 1, // closed without an answer (not HTTP)
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for w in workers {
+        refused += w.join().unwrap();
+    }
+    let after = rss_mib(pid);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut settled = rss_mib(pid);
+    while settled > baseline + 32.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        settled = rss_mib(pid);
+    }
+    assert!(s.stop().success());
+    figures(
+        "bad_request_burst",
+        serde_json::json!({
+            "requests": per_worker * 8, "refused": refused, "rss_baseline_mib": baseline,
+            "rss_after_burst_mib": after, "rss_settled_mib": settled,
+        }),
+    );
+    assert_eq!(
+        stored_ids(&lake).len(),
+        0,
+        "nothing of a bad request is stored"
+    );
+    assert!(
+        settled <= baseline + 32.0,
+        "VmRSS {settled:.0} MiB after the burst, baseline {baseline:.0} MiB"
+    );
 }
