@@ -19,8 +19,14 @@ use crate::server::{ServerOptions, serve};
 ///
 /// Deliveries are acknowledged (2xx) only once fsynced in a write-ahead log under
 /// <lake>/_wal; a background flusher turns the log into Parquet every few seconds. When the
-/// log cannot take more the answer is 503 with Retry-After. SIGTERM or Ctrl-C drains
-/// in-flight requests and flushes before exit.
+/// log cannot take more (a full disk, say) the answer is 503 with Retry-After, and the
+/// server takes events again by itself once it can write. SIGTERM or Ctrl-C drains
+/// in-flight requests and flushes before exit (exit code 1 if acknowledged events could
+/// not be flushed: they stay in the log for the next start).
+///
+/// A data file that cannot be read is moved aside to <lake>/_damaged/ and named in the log,
+/// in query errors and in /readyz; everything else goes on. /readyz answers ready,
+/// degraded (with each problem) or 503 not ready. See docs/reliability.md.
 ///
 /// Connections: a client has --header-timeout (10s) to send a request's line and headers,
 /// and an idle keep-alive connection is closed after the same wait; --request-timeout (60s)
