@@ -18,9 +18,9 @@ cd "$here"
 cargo test --no-run --quiet --test faults
 started=$(date +%s)
 SUPPORTLAKE_FAULT_SCALE=large cargo test --quiet --test faults -- \
-    --nocapture --test-threads 1 2>&1 | tee "$out.log" | grep -E '^(FAULT-FIGURES|SKIPPED|test result)' || true
+    --nocapture --test-threads 1 2>&1 | tee "$out.log" | grep -oE '(FAULT-FIGURES|SKIPPED|test result).*' || true
 grep -q 'test result: FAILED' "$out.log" && { echo "a fault test failed; see $out.log" >&2; exit 1; }
-grep '^FAULT-FIGURES ' "$out.log" | sed 's/^FAULT-FIGURES //' > "$out"
+grep -o 'FAULT-FIGURES .*' "$out.log" | sed 's/^FAULT-FIGURES //' > "$out"
 echo
 echo "large fault run: $(( $(date +%s) - started )) s, figures in $out"
 python3 - "$out" <<'EOF'

@@ -1233,3 +1233,62 @@ fn a_burst_of_bad_requests_is_refused_and_leaves_no_memory_behind() {
         "VmRSS {settled:.0} MiB after the burst, baseline {baseline:.0} MiB"
     );
 }
+
+/// With rollups on, the refresh that follows a start reads every events file: it meets a
+/// damaged one, has it moved aside, and refreshes without it — no query needed.
+#[test]
+fn the_rollup_refresh_moves_a_damaged_file_aside_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let log = dir.path().join("serve.log");
+    for (d, day) in ["2026-11-02", "2026-11-03"].iter().enumerate() {
+        let ids: Vec<String> = (0..200).map(|i| format!("r-{d}-{i}")).collect();
+        let input = dir.path().join(format!("{day}.jsonl"));
+        std::fs::write(&input, agent_lines(&ids, day)).unwrap();
+        assert_eq!(common::ingest(&lake, &[input]).0, 0);
+    }
+    // The rollups are current; a new day makes the next refresh read the events again, and
+    // the scrambled file is in the way.
+    let victim = data_files(&lake)[0].clone();
+    let range = column_chunk(&victim, "conversation_id");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    for b in &mut bytes[range] {
+        *b = b.wrapping_mul(167).wrapping_add(13);
+    }
+    std::fs::write(&victim, &bytes).unwrap();
+    let s = Server::start(&lake, &log, &["--flush-interval", "0.2"]);
+    let ids: Vec<String> = (0..10).map(|i| format!("late-{i}")).collect();
+    assert_eq!(
+        post_lines(&s.addr, &agent_lines(&ids, "2026-11-02")),
+        Some(200)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let (_, m) = http(&s.addr, "GET", "/metrics", &[], b"").unwrap();
+        let refreshed = metric(&m, "supportlake_rollup_refreshes_total") >= 1.0;
+        if (refreshed && !victim.exists()) || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        !victim.exists(),
+        "the refresh had the damaged file moved aside:\n{}",
+        s.log_text()
+    );
+    assert!(
+        metric(&metrics, "supportlake_rollup_refreshes_total") >= 1.0,
+        "{metrics}"
+    );
+    // The dashboards' numbers come from the refreshed rollups: the other day is there.
+    let (code, body) = http(
+        &s.addr,
+        "GET",
+        "/api/v1/metrics/messages?from=2026-11-01&to=2026-11-05&interval=day",
+        &[("Authorization", &bearer(READ))],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(s.stop().success());
+}

@@ -217,6 +217,8 @@ impl From<WalError> for ApiError {
         );
         a.retry_after = Some(match e {
             WalError::Busy(_) => 1,
+            // The log tries to write again every second; a client may too, soon.
+            WalError::Failed(_) => 2,
             _ => 10,
         });
         a
