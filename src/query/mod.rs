@@ -113,6 +113,9 @@ fn may_be_damage(e: &DataFusionError) -> bool {
 pub struct DamageWatch {
     checker: Arc<crate::lake::damage::Checker>,
     on_events_damage: Option<Arc<DamageHook>>,
+    /// One search at a time: queries failing together wait for the first search and then
+    /// find its verdicts remembered, instead of reading the lake once each.
+    searching: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Told the damaged `events` files found (path, what is wrong).
@@ -132,6 +135,7 @@ impl DamageWatch {
         DamageWatch {
             checker: Arc::default(),
             on_events_damage: Some(Arc::new(hook)),
+            searching: Arc::default(),
         }
     }
 
@@ -174,9 +178,11 @@ impl DamageWatch {
             rollups.map(|r| r.paths().collect()).unwrap_or_default();
         let checker = Arc::clone(&self.checker);
         let all: Vec<std::path::PathBuf> = events.iter().chain(&derived).cloned().collect();
+        let searching = self.searching.lock().await;
         let found = tokio::task::spawn_blocking(move || checker.find(&all))
             .await
             .unwrap_or_default();
+        drop(searching);
         if found.is_empty() {
             return None;
         }
