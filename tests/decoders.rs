@@ -55,8 +55,25 @@ fn whatsapp_every_inbound_message_type() {
     assert!(d.report.rejects.is_empty(), "{:?}", d.report.rejects);
     assert_eq!(d.events.len(), 16);
     let joana = key_of("+5511987654321");
-    for e in &d.events {
+    // The reaction (line 12) is no message: a status of the message it reacts to.
+    let reaction = &d.events[11];
+    assert_eq!(reaction.event_id, "wamid.REACTION0001");
+    assert_eq!(
+        (reaction.kind, reaction.status.as_deref()),
+        (Kind::MessageStatus, Some("reacted"))
+    );
+    assert_eq!(reaction.message_id.as_deref(), Some("wamid.AGENT01"));
+    for (i, e) in d.events.iter().enumerate() {
         assert_eq!(e.source, Source::WhatsApp);
+        if i == 11 {
+            assert_eq!(
+                e.customer_key.as_deref(),
+                Some(joana.as_str()),
+                "{}",
+                e.event_id
+            );
+            continue;
+        }
         assert_eq!(e.kind, Kind::MessageIn);
         assert_eq!(
             e.conversation_id, None,

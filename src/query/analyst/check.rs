@@ -5,6 +5,13 @@
 //! kind — a query, an `EXPLAIN` of one, or one of the harmless session statements that
 //! Postgres clients send when they connect.
 //!
+//! The Postgres path ([`check_script`]) takes what a simple `Query` message may hold:
+//! several statements, or none (an empty or comment-only text), each checked on its own;
+//! and three more kinds that only make sense on a connection: cursors (`DECLARE … CURSOR
+//! FOR <query>`, `FETCH`, `MOVE`, `CLOSE`), `COPY (<query>) TO STDOUT` (rows streamed to
+//! the client, no file opened), and savepoints, which a read-only session has nothing to
+//! undo for.
+//!
 //! The tree is walked on a thread with a large stack: a long chain like `1+1+…+1` parses
 //! without recursion but is as deep as it is long, and measuring it must not overflow the
 //! stack of a server thread.
@@ -13,9 +20,12 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    Expr, Query, Set, SetExpr, Statement, Visit, Visitor, visit_expressions,
+    CopySource, CopyTarget, DeclareType, Expr, FetchDirection, Query, Set, SetExpr, Statement,
+    Visit, Visitor, visit_expressions,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect, PostgreSqlDialect};
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use super::{Limits, SandboxError};
 
@@ -33,8 +43,14 @@ pub enum Kind {
     /// A query (or `EXPLAIN` of one): planned and run under the limits.
     Query,
     /// A session statement a Postgres client sends at connect time (`SET application_name`,
-    /// `BEGIN`, `SHOW …`): answered without touching the engine's settings.
+    /// `BEGIN`, `SHOW …`, savepoints): answered without touching the engine's settings.
     Session,
+    /// A cursor statement: `DECLARE` over a query (run under the same limits as the query
+    /// itself), `FETCH`, `MOVE`, `CLOSE`. Postgres path only.
+    Cursor,
+    /// `COPY (<query>) TO STDOUT` or `COPY <table> TO STDOUT`: the rows go to the client
+    /// as COPY data; no file is opened. Postgres path only.
+    CopyOut,
 }
 
 /// Session variables a client may `SET`: they change how this connection's results are
@@ -85,6 +101,73 @@ pub fn check(
         .map_err(|e| SandboxError::Internal(format!("cannot start the SQL check: {e}")))?
         .join()
         .map_err(|_| SandboxError::Internal("the SQL check failed".into()))?
+}
+
+/// The Postgres path's checks on the text of a `Query` (or `Parse`) message: the length cap,
+/// then each statement as [`check`] does it. Returns the statements as they will be planned
+/// — rewritten by datafusion-postgres's compatibility parser, which turns the catalog
+/// queries of psql, pgcli, DBeaver and Grafana into SQL DataFusion can plan — with their
+/// kinds; an empty or comment-only text gives none.
+///
+/// The rewritten statements are what the kind and depth checks judge. The plain parse
+/// before it bounds the depth first, because the rewrite rules walk the tree recursively.
+pub fn check_script(sql: &str, limits: &Limits) -> Result<Vec<(Statement, Kind)>, SandboxError> {
+    if sql.len() > limits.max_sql_bytes {
+        return Err(SandboxError::TooLong {
+            bytes: sql.len(),
+            max: limits.max_sql_bytes,
+        });
+    }
+    let sql = sql.to_owned();
+    let max_depth = limits.max_depth;
+    std::thread::Builder::new()
+        .name("sql-check".into())
+        .stack_size(256 << 20)
+        .spawn(move || check_script_on_this_thread(&sql, max_depth))
+        .map_err(|e| SandboxError::Internal(format!("cannot start the SQL check: {e}")))?
+        .join()
+        .map_err(|_| SandboxError::Internal("the SQL check failed".into()))?
+}
+
+fn check_script_on_this_thread(
+    sql: &str,
+    max_depth: usize,
+) -> Result<Vec<(Statement, Kind)>, SandboxError> {
+    let dialect = PostgreSqlDialect {};
+    let plain = Parser::new(&dialect)
+        .with_recursion_limit(max_depth.max(8))
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| SandboxError::Parse(e.to_string()))?;
+    for statement in &plain {
+        let depth = depth(statement);
+        if depth > max_depth {
+            return Err(SandboxError::TooDeep {
+                depth,
+                max: max_depth,
+            });
+        }
+    }
+    if plain.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rewritten = PostgresCompatibilityParser::new()
+        .parse(sql)
+        .map_err(|e| SandboxError::Parse(e.to_string()))?;
+    rewritten
+        .into_iter()
+        .map(|statement| {
+            let depth = depth(&statement);
+            if depth > max_depth {
+                return Err(SandboxError::TooDeep {
+                    depth,
+                    max: max_depth,
+                });
+            }
+            let kind = kind(&statement)?;
+            Ok((statement, kind))
+        })
+        .collect()
 }
 
 fn check_on_this_thread(
@@ -139,7 +222,7 @@ fn df_kind(statement: &DFStatement) -> Result<Kind, SandboxError> {
         DFStatement::Statement(s) => kind(s),
         DFStatement::Explain(e) => match df_kind(&e.statement)? {
             Kind::Query => Ok(Kind::Query),
-            Kind::Session => Err(SandboxError::NotAllowed(
+            _ => Err(SandboxError::NotAllowed(
                 "EXPLAIN of anything but a query".into(),
             )),
         },
@@ -229,19 +312,48 @@ pub fn kind(statement: &Statement) -> Result<Kind, SandboxError> {
         | Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
         | Statement::Discard { .. }
-        | Statement::Deallocate { .. }
-        | Statement::Fetch { .. }
-        | Statement::Close { .. } => Ok(Kind::Session),
-        // psql's FETCH_COUNT mode: a cursor over a query.
+        | Statement::Deallocate { .. } => Ok(Kind::Session),
+        Statement::Fetch { into: Some(_), .. } => refuse("FETCH … INTO"),
+        Statement::Fetch { direction, .. } => match direction {
+            FetchDirection::Count { .. }
+            | FetchDirection::Next
+            | FetchDirection::All
+            | FetchDirection::Forward { .. }
+            | FetchDirection::ForwardAll => Ok(Kind::Cursor),
+            _ => refuse("FETCH in any direction but forward (cursors are NO SCROLL)"),
+        },
+        Statement::Close { .. } => Ok(Kind::Cursor),
+        // psql's FETCH_COUNT mode and psycopg's named cursors: a cursor over a query, which
+        // must itself be one that may run.
         Statement::Declare { stmts } => {
-            if stmts.iter().all(|d| d.for_query.is_some()) {
-                Ok(Kind::Session)
-            } else {
-                refuse("DECLARE of anything but a cursor over a query")
+            for d in stmts {
+                match (&d.declare_type, &d.for_query) {
+                    (Some(DeclareType::Cursor), Some(q)) => {
+                        kind(&Statement::Query(q.clone()))?;
+                    }
+                    _ => return refuse("DECLARE of anything but a cursor over a query"),
+                }
             }
+            Ok(Kind::Cursor)
         }
-        Statement::Copy { .. } | Statement::CopyIntoSnowflake { .. } => refuse("COPY"),
+        Statement::Copy {
+            source, to, target, ..
+        } => {
+            if !to {
+                return refuse("COPY … FROM");
+            }
+            if !matches!(target, CopyTarget::Stdout) {
+                return refuse("COPY … TO a file or program (COPY … TO STDOUT is allowed)");
+            }
+            if let CopySource::Query(q) = source {
+                kind(&Statement::Query(q.clone()))?;
+            }
+            Ok(Kind::CopyOut)
+        }
+        Statement::CopyIntoSnowflake { .. } => refuse("COPY"),
         Statement::CreateTable { .. }
         | Statement::CreateView { .. }
         | Statement::CreateIndex { .. }

@@ -19,6 +19,9 @@ pub mod deadline;
 pub mod encode;
 pub mod guard;
 pub mod pg;
+pub mod pg_run;
+pub mod pg_session;
+pub mod pg_types;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,7 +136,7 @@ impl SandboxError {
         }
     }
 
-    fn from_datafusion(e: DataFusionError, timeout: Duration) -> Self {
+    pub(crate) fn from_datafusion(e: DataFusionError, timeout: Duration) -> Self {
         let e = e.find_root();
         match e {
             DataFusionError::ResourcesExhausted(m) => SandboxError::Memory(m.clone()),
@@ -329,6 +332,18 @@ impl Analyst {
             .map_err(|e| SandboxError::Internal(e.to_string()))?
     }
 
+    /// The Postgres path's text checks ([`check::check_script`]), off the async threads.
+    pub async fn check_script(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<(datafusion::sql::sqlparser::ast::Statement, Kind)>, SandboxError> {
+        let sql = sql.to_owned();
+        let limits = self.limits.clone();
+        tokio::task::spawn_blocking(move || check::check_script(&sql, &limits))
+            .await
+            .map_err(|e| SandboxError::Internal(e.to_string()))?
+    }
+
     /// When a query failed: the damaged lake files that explain it, as an error naming
     /// them (`None` when every file the session reads is intact, or the failure is of a
     /// kind no file could cause).
@@ -450,9 +465,9 @@ impl Analyst {
     pub async fn query(&self, sql: &str) -> Result<QueryOutput, SandboxError> {
         let permit = self.permit().await?;
         let (statement, kind) = self.check(sql, SqlDialect::Generic).await?;
-        if kind == Kind::Session {
+        if kind != Kind::Query {
             return Err(SandboxError::NotAllowed(
-                "a session statement (it has no meaning over HTTP)".into(),
+                "a session, cursor or COPY statement (it has no meaning over HTTP)".into(),
             ));
         }
         let ctx = self.context(Flavor::Http).await?;
