@@ -220,10 +220,16 @@ fn every_corpus_file_has_its_expected_events_and_its_provenance() {
     let mut inputs = BTreeSet::new();
     for sub in ["whatsapp", "chatwoot"] {
         for e in std::fs::read_dir(corpus_dir().join(sub)).unwrap() {
-            inputs.insert(format!("{sub}/{}", e.unwrap().file_name().to_string_lossy()));
+            inputs.insert(format!(
+                "{sub}/{}",
+                e.unwrap().file_name().to_string_lossy()
+            ));
         }
     }
-    assert_eq!(named, inputs, "inputs without an expected file, or the reverse");
+    assert_eq!(
+        named, inputs,
+        "inputs without an expected file, or the reverse"
+    );
     for name in &inputs {
         assert!(
             readme.contains(&format!("`{name}`")),
@@ -343,7 +349,13 @@ fn corpus_through_signed_webhooks_gives_exactly_the_expected_events() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let child = bin()
-        .args(["serve", "--listen", "127.0.0.1:0", "--flush-interval", "0.2"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--flush-interval",
+            "0.2",
+        ])
         .arg("--lake")
         .arg(&lake)
         .env("SUPPORTLAKE_TOKENS", "read:corpus-read-token-0123456789")
@@ -405,7 +417,12 @@ fn corpus_through_signed_webhooks_gives_exactly_the_expected_events() {
                 .collect();
             let want: Vec<&(u64, String, String)> =
                 case.rejected.iter().filter(|r| r.0 == record).collect();
-            assert_eq!(rejects.len(), want.len(), "{} record {record}: {answer}", case.name);
+            assert_eq!(
+                rejects.len(),
+                want.len(),
+                "{} record {record}: {answer}",
+                case.name
+            );
             for (_, field, _) in want {
                 assert!(
                     rejects.iter().any(|r| r.contains(&format!("`{field}`"))),
