@@ -232,6 +232,15 @@ fn whatsapp_blank_phone_fields_give_way_to_the_business_scoped_id() {
     assert_no_personal_data(&d.events, &["Renata", "@renata", "pedido"]);
 }
 
+/// (event id, kind, status, message id, author) of an event.
+type Change<'a> = (
+    &'a str,
+    Kind,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<Author>,
+);
+
 /// Regression: edits and deletions (`revoke`) — the customer's, and echoes of the
 /// business's own — and reactions were stored as new messages, so they counted as customer
 /// turns and replies (a deleted message could satisfy a first response). They are statuses of
@@ -240,7 +249,7 @@ fn whatsapp_blank_phone_fields_give_way_to_the_business_scoped_id() {
 fn whatsapp_edits_revokes_and_reactions_are_statuses_not_messages() {
     let d = decode(SourceFormat::WhatsApp, "whatsapp/message-changes.jsonl");
     assert!(d.report.rejects.is_empty(), "{:?}", d.report.rejects);
-    let got: Vec<(&str, Kind, Option<&str>, Option<&str>, Option<Author>)> = d
+    let got: Vec<Change<'_>> = d
         .events
         .iter()
         .map(|e| {
@@ -358,7 +367,7 @@ fn chatwoot_reactions_and_deletions_are_statuses_not_messages() {
         SourceFormat::Chatwoot,
         "chatwoot/older-message-bodies.jsonl",
     );
-    let changes: Vec<(&str, Kind, Option<&str>, Option<&str>, Option<Author>)> = d
+    let changes: Vec<Change<'_>> = d
         .events
         .iter()
         .filter(|e| e.kind == Kind::MessageStatus)

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -74,9 +73,9 @@ fn lake(with_changes: bool) -> Lake {
     .unwrap();
     let mut inputs = vec![Input::Path(log), Input::Path(messages)];
     if with_changes {
-        inputs.push(Input::Path(PathBuf::from(common::fixture(
+        inputs.push(Input::Path(common::fixture(
             "whatsapp/message-changes.jsonl",
-        ))));
+        )));
     }
     let paths = LakePaths::new(dir.path().join("lake"));
     let key = PseudonymKey::new(common::KEY.as_bytes().to_vec()).unwrap();
