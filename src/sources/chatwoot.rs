@@ -1111,10 +1111,19 @@ mod tests {
         let mut lines = Vec::new();
         for f in [
             "fixtures/chatwoot/every-event.jsonl",
+            "fixtures/chatwoot/older-message-bodies.jsonl",
             "simulated/chatwoot/2026-11-02.jsonl",
         ] {
             let text = std::fs::read_to_string(dir.join(f)).unwrap();
             lines.extend(text.lines().map(str::to_owned));
+        }
+        for f in [
+            "fixtures/chatwoot/older-version.json",
+            "corpus/chatwoot/docs-message-created-2020.json",
+        ] {
+            let doc = std::fs::read(dir.join(f)).unwrap();
+            let flat = String::from_utf8(crate::sources::document_lines(&doc)).unwrap();
+            lines.extend(flat.lines().map(str::to_owned));
         }
         assert!(lines.len() > 100);
         let key = PseudonymKey::new(b"paths-agree-key-0123456789".to_vec()).unwrap();

@@ -645,10 +645,9 @@ fn shape<'a>(m: &Message<'a>, type_: Option<&str>, loc: Loc) -> Result<Shape<'a>
                 Some(r) => {
                     let r: Reaction<'_> =
                         json::object(r).map_err(|e| bad_at(loc, "reaction", e))?;
-                    let target = opt_str(r.message_id)
-                        .map_err(|e| bad_at(loc, "reaction.message_id", e))?;
-                    let emoji =
-                        opt_str(r.emoji).map_err(|e| bad_at(loc, "reaction.emoji", e))?;
+                    let target =
+                        opt_str(r.message_id).map_err(|e| bad_at(loc, "reaction.message_id", e))?;
+                    let emoji = opt_str(r.emoji).map_err(|e| bad_at(loc, "reaction.emoji", e))?;
                     (given(target), given(emoji))
                 }
                 None => (None, None),
@@ -822,6 +821,14 @@ mod tests {
             "fixtures/whatsapp/every-message-type.jsonl",
             "fixtures/whatsapp/statuses.jsonl",
             "fixtures/whatsapp/echo.json",
+            "fixtures/whatsapp/blank-phone-fields.jsonl",
+            "fixtures/whatsapp/message-changes.jsonl",
+            "corpus/whatsapp/pywa-messages.jsonl",
+            "corpus/whatsapp/pywa-edit-revoke.jsonl",
+            "corpus/whatsapp/pywa-echoes.jsonl",
+            "corpus/whatsapp/pywa-statuses.jsonl",
+            "corpus/whatsapp/chatwoot-spec-cloud.jsonl",
+            "corpus/whatsapp/whatsapp-api-js-bsuid.jsonl",
             "simulated/whatsapp/2026-11-02.jsonl",
         ] {
             let text = std::fs::read_to_string(dir.join(f)).unwrap();
