@@ -216,7 +216,9 @@ fn rows(result: &MetricResult) -> (Vec<String>, Vec<Vec<String>>) {
                 continue;
             };
             let mut row = vec![
-                s.group.clone().unwrap_or_else(|| crate::metrics::NOT_NAMED.into()),
+                s.group
+                    .clone()
+                    .unwrap_or_else(|| crate::metrics::NOT_NAMED.into()),
                 p.start.clone(),
                 p.end.clone(),
                 show(p.value.map(Into::into).unwrap_or(serde_json::Value::Null)),
