@@ -56,7 +56,9 @@ pub struct Args {
     #[arg(long, default_value = "day", value_parser = ["hour", "day", "week", "month"])]
     interval: String,
 
-    /// Split into one series per value of this dimension, as in force at the stop event.
+    /// Split into one series per value of this dimension, as in force at the stop event
+    /// (an unanswered SLA target: its queue's team at the due time). Group `bot`: only a
+    /// bot had the conversation; agent `unassigned`: in the queue with nobody.
     #[arg(long, value_name = "DIMENSION", value_parser = ["team", "agent", "channel", "inbox", "priority"])]
     group_by: Option<String>,
 
