@@ -393,11 +393,20 @@ fn hostile_queries_fail_alone() {
         "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'".to_owned(),
         "SET datafusion.runtime.memory_limit = '100G'".to_owned(),
         "SELECT repeat('x', 2000000000)".to_owned(),
-        "SELECT 1; SELECT 2".to_owned(),
+        // Several statements are allowed on the Postgres path (clients send them), but
+        // one refused statement refuses the whole string before any of it runs.
+        "SELECT 1; DROP TABLE events".to_owned(),
+        format!("SELECT 1; COPY (SELECT 1) TO '{s_path}.pg2.csv'"),
     ] {
         let (ok, out) = psql(s.pg_port, &q);
         assert!(!ok, "psql accepted {q}: {out}");
     }
+    assert!(
+        !std::path::Path::new(&format!("{s_path}.pg2.csv")).exists(),
+        "a refused COPY in a multi-statement string wrote its file"
+    );
+    let (ok, out) = psql(s.pg_port, "SELECT 1 AS a; SELECT 2 AS b");
+    assert!(ok && out.contains('1') && out.contains('2'), "{out}");
     let started = Instant::now();
     let (ok, out) = psql(s.pg_port, "SELECT count(*) FROM range(100000000000)");
     assert!(!ok && out.contains("cancelled"), "{out}");

@@ -564,3 +564,59 @@ resolution = "1h"
     assert_eq!(next.len(), 1, "{next:?}");
     assert_eq!(next[0]["due_at"], "2026-11-01T09:15:00Z");
 }
+
+#[test]
+fn a_whatsapp_system_notice_is_not_a_customer_message() {
+    // The customer writes at 10:00:00; c-1 opens at 10:00:01 and is queued; the agent
+    // replies at 10:02. At 10:05 WhatsApp reports that the customer changed their number
+    // (a `system` message from the customer's number): that is the platform speaking, not
+    // the customer, so
+    //   messages_in of c-1          = 1 (only the 10:00 message)
+    //   messages in the day         = 2 (10:00 in, 10:02 out)
+    //   next_response SLA instances = 0 (no customer turn after the reply)
+    // Before, the notice counted as a second customer message and opened a next_response
+    // target due 10:15 that breached when nobody answered a notice.
+    let wa = |id: &str, ts: i64, body: &str| {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"104729381001"}},"contacts":[{{"profile":{{"name":"Joana"}},"wa_id":"551187654321"}}],"messages":[{{"from":"551187654321","id":"{id}","timestamp":"{ts}",{body}}}]}}}}]}}]}}"#
+        )
+    };
+    let t0 = t("2026-11-02T10:00:00Z").timestamp();
+    let whatsapp = [
+        wa("wamid.A", t0, r#""type":"text","text":{"body":"oi"}"#),
+        wa(
+            "wamid.S",
+            t0 + 300,
+            r#""type":"system","system":{"body":"changed number","wa_id":"551187650000","type":"user_changed_number"}"#,
+        ),
+    ]
+    .join("\n");
+    let log = r#"
+{"id":"1","ts":"2026-11-02T10:00:01Z","type":"conversation.opened","conversation_id":"c-1","customer":"+5511987654321","channel":"whatsapp"}
+{"id":"2","ts":"2026-11-02T10:00:30Z","type":"conversation.queued","conversation_id":"c-1","team":"billing"}
+{"id":"3","ts":"2026-11-02T10:02:00Z","type":"message.sent","conversation_id":"c-1","author":"agent","agent_id":"ana"}
+"#;
+    let config = r#"
+timezone = "UTC"
+[[sla.policies]]
+name = "standard"
+first_response = "5m"
+next_response = "10m"
+"#;
+    let l = lake(log, &whatsapp, config);
+    let stored = l.query("SELECT kind, author FROM events WHERE event_id = 'wamid.S'");
+    assert_eq!(stored.len(), 1, "the notice is kept: {stored:?}");
+    assert_eq!(stored[0]["author"], "system");
+    let c = l.conversation("c-1");
+    assert_eq!(c["messages_in"], 1, "{c}");
+    let m = only_point(&l.metric(
+        Metric::Messages,
+        "2026-11-02T00:00:00Z",
+        "2026-11-03T00:00:00Z",
+        Interval::Day,
+    ));
+    assert_eq!(m["value"], 2.0, "{m}");
+    assert_eq!(m["messages_in"], 1, "{m}");
+    let next = l.query("SELECT conversation_id FROM sla_targets WHERE metric = 'next_response'");
+    assert!(next.is_empty(), "a notice is not a turn: {next:?}");
+}

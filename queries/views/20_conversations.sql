@@ -45,7 +45,7 @@ agg AS (
          max(ts) FILTER (WHERE kind = 'conversation_reopened') AS last_reopened_at,
          count(*) FILTER (WHERE kind = 'conversation_reopened') AS reopens,
          count(*) FILTER (WHERE kind = 'conversation_transferred') AS transfers,
-         count(*) FILTER (WHERE kind = 'message_in') AS messages_in,
+         count(*) FILTER (WHERE kind = 'message_in' AND author IS DISTINCT FROM 'system') AS messages_in,
          count(*) FILTER (WHERE kind = 'message_out' AND NOT private) AS messages_out,
          count(*) FILTER (WHERE kind = 'message_out' AND private) AS private_notes,
          last_value(csat_score ORDER BY ts, kind_rank, event_id) FILTER (WHERE csat_score IS NOT NULL) AS csat_score,

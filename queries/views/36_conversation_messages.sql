@@ -4,7 +4,8 @@
 --
 -- Definition
 -- * A message is a `message_in` (customer → business) or a public `message_out` (agent or
---   bot → customer); private notes are not messages.
+--   bot → customer); private notes are not messages, nor are the platform's own notices
+--   on the customer's side (author `system`, e.g. WhatsApp's "changed their number").
 -- * team, channel, inbox and priority are the last values a conversation event named at or
 --   before the message (in event order); `agent` is the sender for an agent's message and
 --   otherwise the agent in force (NULL for nobody).
@@ -27,4 +28,5 @@ SELECT ce.conv AS conversation_id, ce.ts, ce.event_id, ce.kind, ce.author, ce.te
        ce.channel, ce.inbox, ce.priority,
        c.queued_at IS NULL OR ce.ts < c.queued_at AS before_queue
 FROM ce JOIN conversations c ON ce.conv = c.conversation_id
-WHERE ce.kind = 'message_in' OR (ce.kind = 'message_out' AND NOT ce.private)
+WHERE (ce.kind = 'message_in' AND ce.author IS DISTINCT FROM 'system')
+   OR (ce.kind = 'message_out' AND NOT ce.private)

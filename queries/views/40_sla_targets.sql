@@ -52,7 +52,8 @@ targets AS (
 ),
 messages AS (
   SELECT conv, ts, kind_rank, event_id, kind FROM conversation_events
-  WHERE kind = 'message_in' OR (kind = 'message_out' AND author = 'agent' AND NOT private)
+  WHERE (kind = 'message_in' AND author IS DISTINCT FROM 'system')
+     OR (kind = 'message_out' AND author = 'agent' AND NOT private)
 ),
 turns AS (
   SELECT conv, ts, kind,
