@@ -11,11 +11,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use supportlake::config::Config;
-use supportlake::ingest::{self, IngestOptions, Input, NoProgress};
+use supportlake::ingest::Input;
 use supportlake::interval::Interval;
-use supportlake::lake::LakePaths;
 use supportlake::metrics::{self, Filters, Metric, MetricRequest};
-use supportlake::pseudonym::PseudonymKey;
 use supportlake::query::Engine;
 
 const CONFIG: &str = r#"
@@ -77,23 +75,13 @@ fn lake(with_changes: bool) -> Lake {
             "whatsapp/message-changes.jsonl",
         )));
     }
-    let paths = LakePaths::new(dir.path().join("lake"));
-    let key = PseudonymKey::new(common::KEY.as_bytes().to_vec()).unwrap();
-    let received: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
-    let receipt = ingest::ingest(
-        &paths,
-        &inputs,
-        &IngestOptions::default(),
-        &key,
-        Arc::new(move || received),
-        "test",
-        &NoProgress,
-    )
-    .unwrap();
-    assert_eq!(receipt.total_rejects(), 0, "{receipt:?}");
     let config = Arc::new(Config::from_toml_str(CONFIG, "test.toml").unwrap());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let engine = rt.block_on(Engine::open(&paths, config)).unwrap();
+    let (rt, engine) = common::open_lake(
+        &dir.path().join("lake"),
+        &inputs,
+        config,
+        "2026-12-01T00:00:00Z",
+    );
     Lake {
         _dir: dir,
         engine,

@@ -34,11 +34,9 @@ use chrono::{
 use chrono_tz::Tz;
 use proptest::prelude::*;
 use supportlake::config::Config;
-use supportlake::ingest::{self, IngestOptions, Input, NoProgress};
+use supportlake::ingest::Input;
 use supportlake::interval::Interval;
-use supportlake::lake::LakePaths;
 use supportlake::metrics::{self, Dimension, Filters, Metric, MetricRequest, MetricResult};
-use supportlake::pseudonym::PseudonymKey;
 use supportlake::query::Engine;
 
 const CHANNELS: &[&str] = &["whatsapp", "webchat", "email"];
@@ -1005,22 +1003,12 @@ fn lake(lines: &str, config: Arc<Config>) -> Lake {
     let dir = tempfile::tempdir().unwrap();
     let input: PathBuf = dir.path().join("agent.jsonl");
     std::fs::write(&input, lines).unwrap();
-    let paths = LakePaths::new(dir.path().join("lake"));
-    let key = PseudonymKey::new(common::KEY.as_bytes().to_vec()).unwrap();
-    let received: DateTime<Utc> = "2027-01-01T00:00:00Z".parse().unwrap();
-    let receipt = ingest::ingest(
-        &paths,
+    let (rt, engine) = common::open_lake(
+        &dir.path().join("lake"),
         &[Input::Path(input)],
-        &IngestOptions::default(),
-        &key,
-        Arc::new(move || received),
-        "reference",
-        &NoProgress,
-    )
-    .unwrap();
-    assert_eq!(receipt.total_rejects(), 0, "{receipt:?}");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let engine = rt.block_on(Engine::open(&paths, config)).unwrap();
+        config,
+        "2027-01-01T00:00:00Z",
+    );
     Lake {
         _dir: dir,
         engine,

@@ -76,17 +76,7 @@ impl Scenario {
                 .args(["--format", "csv"]),
             0,
         );
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-        lines
-            .map(|l| {
-                header
-                    .iter()
-                    .zip(l.split(','))
-                    .map(|(h, v)| (h.to_string(), v.to_string()))
-                    .collect()
-            })
-            .collect()
+        common::csv_rows(&csv)
     }
 
     fn sql(&self, query: &str) -> (i32, String, String) {

@@ -15,21 +15,10 @@ use supportlake::lake::LakePaths;
 use supportlake::metrics::{self, Dimension, Filters, Metric, MetricRequest};
 use supportlake::query::Engine;
 
-type Row = HashMap<String, String>;
+type Row = BTreeMap<String, String>;
 
 fn truth(path: &std::path::Path) -> Vec<Row> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .zip(l.split(','))
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
+    common::csv_rows(&std::fs::read_to_string(path).unwrap())
 }
 
 fn micros(s: &str) -> Option<i64> {

@@ -215,3 +215,49 @@ pub fn duckdb(lake: &Path, script: &str, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Ingests `inputs` in this process into a new lake at `lake` — every event received at
+/// `received` (RFC 3339), no record may be rejected — and opens a query engine over it with
+/// `config`. The runtime is returned with the engine: queries run on it.
+pub fn open_lake(
+    lake: &Path,
+    inputs: &[supportlake::ingest::Input],
+    config: std::sync::Arc<supportlake::config::Config>,
+    received: &str,
+) -> (tokio::runtime::Runtime, supportlake::query::Engine) {
+    use supportlake::ingest::{self, IngestOptions, NoProgress};
+    let paths = supportlake::lake::LakePaths::new(lake.to_path_buf());
+    let key = supportlake::pseudonym::PseudonymKey::new(KEY.as_bytes().to_vec()).unwrap();
+    let received: chrono::DateTime<chrono::Utc> = received.parse().unwrap();
+    let receipt = ingest::ingest(
+        &paths,
+        inputs,
+        &IngestOptions::default(),
+        &key,
+        std::sync::Arc::new(move || received),
+        "test",
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(receipt.total_rejects(), 0, "{receipt:?}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let engine = rt
+        .block_on(supportlake::query::Engine::open(&paths, config))
+        .unwrap();
+    (rt, engine)
+}
+
+/// The rows of a simple CSV (a header line, no quoted commas) as maps of column → value.
+pub fn csv_rows(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
