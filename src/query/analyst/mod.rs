@@ -19,6 +19,7 @@ pub mod deadline;
 pub mod encode;
 pub mod guard;
 pub mod pg;
+pub mod pg_catalog;
 pub mod pg_run;
 pub mod pg_session;
 pub mod pg_types;
@@ -419,8 +420,10 @@ impl Analyst {
             .build_arc()
             .map_err(df)?;
         super::store::install(runtime.as_ref());
+        // The Postgres session has its own, Postgres-shaped `information_schema`
+        // (`pg_catalog::install`).
         let config = SessionConfig::new()
-            .with_information_schema(true)
+            .with_information_schema(flavor == Flavor::Http)
             .with_default_catalog_and_schema("supportlake", "public");
         let state = SessionStateBuilder::new()
             .with_config(config)
@@ -455,6 +458,7 @@ impl Analyst {
                 datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
             )
             .map_err(|e| SandboxError::Internal(e.to_string()))?;
+            pg_catalog::install(&ctx);
         }
         guard::install(&ctx);
         Ok(ctx)

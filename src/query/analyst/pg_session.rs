@@ -68,7 +68,7 @@ const SETTINGS: &[(&str, &str, bool)] = &[
 ];
 
 /// The value of a setting nobody set, as `SHOW` gives it.
-fn default_value(name: &str) -> Option<String> {
+pub fn default_setting(name: &str) -> Option<String> {
     let v = match name {
         "application_name" => "",
         "bytea_output" => "hex",
@@ -134,7 +134,7 @@ pub fn show<C: ClientInfo + ?Sized>(
         .metadata()
         .get(&name)
         .cloned()
-        .or_else(|| default_value(&name))
+        .or_else(|| default_setting(&name))
         .ok_or_else(|| {
             error(
                 "42704",
@@ -188,7 +188,7 @@ pub fn set<C: ClientInfo + ?Sized>(
         ));
     };
     let value = if value.eq_ignore_ascii_case("default") {
-        default_value(&name).unwrap_or_default()
+        default_setting(&name).unwrap_or_default()
     } else {
         value
     };
