@@ -20,6 +20,7 @@ pub mod encode;
 pub mod guard;
 pub mod pg;
 pub mod pg_catalog;
+pub mod pg_rewrite;
 pub mod pg_run;
 pub mod pg_session;
 pub mod pg_types;

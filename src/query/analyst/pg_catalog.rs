@@ -37,7 +37,7 @@ const CATALOG: &str = "supportlake";
 /// Installs the functions and `information_schema` into a Postgres session.
 pub fn install(ctx: &SessionContext) {
     let text = |v: Option<String>| ScalarValue::Utf8(v);
-    let fixed: [(&str, &[usize], ScalarValue); 15] = [
+    let fixed: [(&str, &[usize], ScalarValue); 17] = [
         ("version", &[0], text(Some(pg_session::version_text()))),
         // The lake keeps no comments.
         ("col_description", &[2], text(None)),
@@ -63,7 +63,14 @@ pub fn install(ctx: &SessionContext) {
             ScalarValue::Boolean(Some(true)),
         ),
         ("pg_type_is_visible", &[1], ScalarValue::Boolean(Some(true))),
+        (
+            "pg_collation_is_visible",
+            &[1],
+            ScalarValue::Boolean(Some(true)),
+        ),
         ("pg_is_in_recovery", &[0], ScalarValue::Boolean(Some(false))),
+        // asyncpg's pool calls it when it hands a connection back; there are no locks.
+        ("pg_advisory_unlock_all", &[0], text(None)),
     ];
     for (name, arities, value) in fixed {
         ctx.register_udf(ScalarUDF::new_from_impl(Fixed::new(name, arities, value)));
@@ -74,10 +81,29 @@ pub fn install(ctx: &SessionContext) {
             Volatility::Stable,
         ),
     }));
+    ctx.register_udf(ScalarUDF::new_from_impl(Helper {
+        name: "set_config",
+        signature: Signature::any(3, Volatility::Volatile),
+    }));
+    ctx.register_udf(ScalarUDF::new_from_impl(Helper {
+        name: "to_regtype",
+        signature: Signature::any(1, Volatility::Stable),
+    }));
+    ctx.register_udf(ScalarUDF::new_from_impl(Helper {
+        name: "_pg_expandarray",
+        signature: Signature::any(1, Volatility::Immutable),
+    }));
+    ctx.register_udf(ScalarUDF::new_from_impl(Helper {
+        name: "json_build_object",
+        signature: Signature::variadic_any(Volatility::Stable),
+    }));
     ctx.register_udf(ScalarUDF::new_from_impl(Format {
         signature: Signature::variadic_any(Volatility::Stable),
     }));
     if let Some(catalog) = ctx.catalog(CATALOG) {
+        if let Some(inner) = catalog.schema("pg_catalog") {
+            let _ = catalog.register_schema("pg_catalog", Arc::new(PgCatalog { inner }));
+        }
         let schema = Arc::new(InformationSchema {
             catalog: Arc::downgrade(&catalog),
         });
@@ -175,6 +201,385 @@ impl ScalarUDFImpl for CurrentSetting {
         Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
     }
 }
+
+/// Small functions clients call while connecting:
+/// - `set_config(name, value, is_local)` (asyncpg turns `jit` off before it introspects
+///   types): nothing to set; returns the value, as Postgres does;
+/// - `to_regtype(name)` (psycopg's `TypeInfo.fetch`, which SQLAlchemy uses to look for
+///   `hstore`): the oid of a built-in type by name, NULL for any other;
+/// - `json_build_object(k, v, …)` (SQLAlchemy's column reflection): a JSON object as text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Helper {
+    name: &'static str,
+    signature: Signature,
+}
+
+/// The oid of a built-in type by its name (`int4`, `_int4`, `timestamptz`).
+fn type_oid(name: &str) -> Option<i32> {
+    static BY_NAME: std::sync::LazyLock<std::collections::HashMap<String, u32>> =
+        std::sync::LazyLock::new(|| {
+            (0..20_000u32)
+                .filter_map(Type::from_oid)
+                .map(|t| (t.name().to_owned(), t.oid()))
+                .collect()
+        });
+    let name = name.trim().trim_start_matches("pg_catalog.");
+    let name = match name {
+        "integer" | "int" => "int4",
+        "smallint" => "int2",
+        "bigint" => "int8",
+        "real" => "float4",
+        "double precision" => "float8",
+        "boolean" => "bool",
+        "character varying" => "varchar",
+        "timestamp with time zone" => "timestamptz",
+        "timestamp without time zone" | "timestamp" => "timestamp",
+        other => other,
+    };
+    BY_NAME.get(name).and_then(|o| i32::try_from(*o).ok())
+}
+
+/// A value as JSON: numbers and booleans as themselves, the rest as strings.
+fn json_value(a: &ArrayRef, text: &StringArray, row: usize) -> serde_json::Value {
+    if a.is_null(row) {
+        return serde_json::Value::Null;
+    }
+    let t = text.value(row);
+    match a.data_type() {
+        DataType::Boolean => serde_json::Value::Bool(t == "true"),
+        d if d.is_numeric() => serde_json::from_str(t).unwrap_or_else(|_| t.into()),
+        _ => t.into(),
+    }
+}
+
+impl ScalarUDFImpl for Helper {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(match self.name {
+            "to_regtype" => DataType::Int32,
+            "_pg_expandarray" => expanded_type(),
+            _ => DataType::Utf8,
+        })
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(n))
+            .collect::<Result<Vec<_>>>()?;
+        if self.name == "_pg_expandarray" {
+            return Ok(ColumnarValue::Array(expand(&arrays[0])?));
+        }
+        let texts = arrays
+            .iter()
+            .map(|a| Ok(arrow::compute::cast(a, &DataType::Utf8)?))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let texts: Vec<&StringArray> = texts
+            .iter()
+            .filter_map(|a| a.as_any().downcast_ref::<StringArray>())
+            .collect();
+        let out: ArrayRef = match self.name {
+            "set_config" => match texts.get(1) {
+                Some(v) => Arc::new((*v).clone()),
+                None => return exec_err!("set_config(name, value, is_local)"),
+            },
+            "to_regtype" => Arc::new(Int32Array::from_iter((0..n).map(|r| {
+                texts
+                    .first()
+                    .and_then(|t| (!t.is_null(r)).then(|| t.value(r)))
+                    .and_then(type_oid)
+            }))),
+            _ => {
+                if arrays.len() % 2 != 0 {
+                    return exec_err!("argument list must have even number of elements");
+                }
+                Arc::new(StringArray::from_iter_values((0..n).map(|r| {
+                    let mut o = serde_json::Map::new();
+                    for pair in (0..arrays.len()).step_by(2) {
+                        let key = if texts[pair].is_null(r) {
+                            String::new()
+                        } else {
+                            texts[pair].value(r).to_owned()
+                        };
+                        o.insert(key, json_value(&arrays[pair + 1], texts[pair + 1], r));
+                    }
+                    serde_json::Value::Object(o).to_string()
+                })))
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// `_pg_expandarray`'s result: each element `x` of a list with its position `n`.
+fn expanded_type() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(
+            vec![
+                Field::new("x", DataType::Int32, true),
+                Field::new("n", DataType::Int32, true),
+            ]
+            .into(),
+        ),
+        true,
+    )))
+}
+
+fn expand(list: &ArrayRef) -> Result<ArrayRef> {
+    let DataType::List(_) = list.data_type() else {
+        return exec_err!("_pg_expandarray expects an array, got {}", list.data_type());
+    };
+    let list = list
+        .as_any()
+        .downcast_ref::<arrow::array::ListArray>()
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("list".into()))?;
+    let values = arrow::compute::cast(list.values(), &DataType::Int32)?;
+    let offsets = list.value_offsets();
+    let mut positions = vec![0i32; values.len()];
+    for i in 0..list.len() {
+        for k in offsets[i]..offsets[i + 1] {
+            if let Some(p) = usize::try_from(k).ok().and_then(|k| positions.get_mut(k)) {
+                *p = k - offsets[i] + 1;
+            }
+        }
+    }
+    let positions = Int32Array::from(positions);
+    let DataType::List(item) = expanded_type() else {
+        return exec_err!("_pg_expandarray type");
+    };
+    let DataType::Struct(fields) = item.data_type().clone() else {
+        return exec_err!("_pg_expandarray type");
+    };
+    let structs = arrow::array::StructArray::try_new(
+        fields,
+        vec![values, Arc::new(positions) as ArrayRef],
+        None,
+    )?;
+    Ok(Arc::new(arrow::array::ListArray::try_new(
+        item,
+        list.offsets().clone(),
+        Arc::new(structs),
+        list.nulls().cloned(),
+    )?))
+}
+
+/// datafusion-postgres's `pg_catalog`, with `pg_settings` listing what clients look up in
+/// it (PgJDBC reads `max_index_keys` before it asks for foreign keys).
+#[derive(Debug)]
+struct PgCatalog {
+    inner: Arc<dyn SchemaProvider>,
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if name.eq_ignore_ascii_case("pg_settings") {
+            return SETTINGS
+                .table(
+                    pg_session::settings()
+                        .into_iter()
+                        .map(|(name, value)| {
+                            let mut row = vec![V::S(Some(name)), V::S(Some(value.clone()))];
+                            row.extend([
+                                NULL,
+                                s("Client Connection Defaults"),
+                                NULL,
+                                NULL,
+                                s("user"),
+                                s("string"),
+                                s("default"),
+                                NULL,
+                                NULL,
+                                NULL,
+                            ]);
+                            row.extend([
+                                V::S(Some(value.clone())),
+                                V::S(Some(value)),
+                                NULL,
+                                V::I(None),
+                                s("f"),
+                            ]);
+                            row
+                        })
+                        .collect(),
+                )
+                .map(Some);
+        }
+        let lists = ARRAY_COLUMNS
+            .iter()
+            .find(|(t, _)| name.eq_ignore_ascii_case(t))
+            .map(|(_, c)| *c);
+        match (lists, self.inner.table(name).await?) {
+            (Some(columns), Some(table)) => with_lists(table, columns).await.map(Some),
+            (_, table) => Ok(table),
+        }
+    }
+}
+
+/// Array columns of the built-in catalog tables that datafusion-postgres keeps as text
+/// (`"1 2"` for an `int2vector`, `"[1, 2]"` for an array), by table: (column, element
+/// type). Clients index them (`conkey[1]`) and unnest them, so here they are lists.
+const ARRAY_COLUMNS: &[(&str, &[(&str, DataType)])] = &[
+    (
+        "pg_index",
+        &[
+            ("indkey", DataType::Int16),
+            ("indcollation", DataType::Int32),
+            ("indclass", DataType::Int32),
+            ("indoption", DataType::Int16),
+        ],
+    ),
+    (
+        "pg_constraint",
+        &[
+            ("conkey", DataType::Int16),
+            ("confkey", DataType::Int16),
+            ("conpfeqop", DataType::Int32),
+            ("conppeqop", DataType::Int32),
+            ("conffeqop", DataType::Int32),
+            ("conexclop", DataType::Int32),
+            ("confdelsetcols", DataType::Int16),
+        ],
+    ),
+    (
+        "pg_proc",
+        &[
+            ("proargtypes", DataType::Int32),
+            ("proallargtypes", DataType::Int32),
+            ("proargmodes", DataType::Utf8),
+            ("proargnames", DataType::Utf8),
+        ],
+    ),
+];
+
+/// The elements of an array kept as text: `"1 2"`, `"[1, 2]"`, `"['i', 'o']"`, `"{a,b}"`.
+fn elements(text: &str) -> Vec<String> {
+    let inner = text
+        .trim()
+        .trim_start_matches(['[', '{'])
+        .trim_end_matches([']', '}']);
+    let parts: Vec<&str> = if inner.contains(',') {
+        inner.split(',').collect()
+    } else {
+        inner.split_whitespace().collect()
+    };
+    parts
+        .into_iter()
+        .map(|p| p.trim().trim_matches(['\'', '"']).to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// A list column from a text column of arrays.
+fn list_column(text: &StringArray, element: &DataType) -> Result<ArrayRef> {
+    let values: Vec<Option<Vec<String>>> = text
+        .iter()
+        .map(|v| v.filter(|v| !v.trim().is_empty()).map(elements))
+        .collect();
+    let strings = StringArray::from_iter(
+        values
+            .iter()
+            .flat_map(|v| v.iter().flatten().map(|e| Some(e.as_str()))),
+    );
+    let items = arrow::compute::cast(&strings, element)?;
+    let offsets = arrow::buffer::OffsetBuffer::from_lengths(
+        values.iter().map(|v| v.as_ref().map_or(0, Vec::len)),
+    );
+    let nulls = arrow::buffer::NullBuffer::from_iter(values.iter().map(Option::is_some));
+    Ok(Arc::new(arrow::array::ListArray::try_new(
+        Arc::new(Field::new("item", element.clone(), true)),
+        offsets,
+        items,
+        Some(nulls),
+    )?))
+}
+
+/// A built-in catalog table with its array columns as lists.
+async fn with_lists(
+    table: Arc<dyn TableProvider>,
+    columns: &[(&str, DataType)],
+) -> Result<Arc<dyn TableProvider>> {
+    let Some(mem) = table.downcast_ref::<MemTable>() else {
+        return Ok(table);
+    };
+    let schema = table.schema();
+    let converted = |field: &Field| {
+        columns
+            .iter()
+            .find(|(c, _)| c == field.name())
+            .filter(|_| field.data_type() == &DataType::Utf8)
+            .map(|(_, t)| t.clone())
+    };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match converted(f) {
+            Some(t) => Field::new(
+                f.name(),
+                DataType::List(Arc::new(Field::new("item", t, true))),
+                true,
+            ),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let new_schema = Arc::new(Schema::new(fields));
+    let mut partitions = Vec::new();
+    for partition in &mem.batches {
+        let mut batches = Vec::new();
+        for batch in partition.read().await.iter() {
+            let arrays = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(
+                    |(a, f)| match (converted(f), a.as_any().downcast_ref::<StringArray>()) {
+                        (Some(t), Some(text)) => list_column(text, &t),
+                        _ => Ok(Arc::clone(a)),
+                    },
+                )
+                .collect::<Result<Vec<_>>>()?;
+            batches.push(RecordBatch::try_new(Arc::clone(&new_schema), arrays)?);
+        }
+        partitions.push(batches);
+    }
+    Ok(Arc::new(MemTable::try_new(new_schema, partitions)?))
+}
+
+const SETTINGS: Spec = Spec {
+    columns: &[
+        "name",
+        "setting",
+        "unit",
+        "category",
+        "short_desc",
+        "extra_desc",
+        "context",
+        "vartype",
+        "source",
+        "min_val",
+        "max_val",
+        "enumvals",
+        "boot_val",
+        "reset_val",
+        "sourcefile",
+        "sourceline",
+        "pending_restart",
+    ],
+    integers: &["sourceline"],
+};
 
 /// `format(template, args…)` as Postgres has it: `%s` (the value as text, NULL as
 /// nothing), `%I` (an identifier, quoted when it needs to be), `%L` (a literal, NULL as
@@ -885,6 +1290,23 @@ impl SchemaProvider for InformationSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_kept_as_text_become_lists() {
+        assert_eq!(elements("1 2"), ["1", "2"]);
+        assert_eq!(elements("[2, 20, 3]"), ["2", "20", "3"]);
+        assert_eq!(elements("['i', 'o']"), ["i", "o"]);
+        assert_eq!(elements("{a,b}"), ["a", "b"]);
+        let text = StringArray::from(vec![Some("1 2"), None, Some("[3]")]);
+        let list = list_column(&text, &DataType::Int16).unwrap();
+        let list = list
+            .as_any()
+            .downcast_ref::<arrow::array::ListArray>()
+            .unwrap();
+        assert!(list.is_null(1));
+        assert_eq!(list.value(0).len(), 2);
+        assert_eq!(list.value(2).len(), 1);
+    }
 
     #[test]
     fn format_as_postgres() {

@@ -109,10 +109,6 @@ public class JdbcCheck {
                     if (!t.contains(List.of(want))) throw new Exception("no " + want);
                 return "ok";
             });
-            check(c, "metadata: getTablePrivileges", conn -> {
-                rows(md.getTablePrivileges(null, "public", "events"), "PRIVILEGE");
-                return null;
-            });
             // Prepared statements: PgJDBC switches to a named server statement with binary
             // results at the fifth execution (prepareThreshold=5); every execution must read
             // the same values.
