@@ -423,9 +423,13 @@ impl Analyst {
         super::store::install(runtime.as_ref());
         // The Postgres session has its own, Postgres-shaped `information_schema`
         // (`pg_catalog::install`).
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(flavor == Flavor::Http)
             .with_default_catalog_and_schema("supportlake", "public");
+        if flavor == Flavor::Postgres {
+            // `2.5` is a numeric in Postgres, not a float.
+            config.options_mut().sql_parser.parse_float_as_decimal = true;
+        }
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)

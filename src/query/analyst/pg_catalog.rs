@@ -90,6 +90,10 @@ pub fn install(ctx: &SessionContext) {
         signature: Signature::any(1, Volatility::Stable),
     }));
     ctx.register_udf(ScalarUDF::new_from_impl(Helper {
+        name: "prefix_elements",
+        signature: Signature::any(2, Volatility::Immutable),
+    }));
+    ctx.register_udf(ScalarUDF::new_from_impl(Helper {
         name: "_pg_expandarray",
         signature: Signature::any(1, Volatility::Immutable),
     }));
@@ -263,6 +267,7 @@ impl ScalarUDFImpl for Helper {
         Ok(match self.name {
             "to_regtype" => DataType::Int32,
             "_pg_expandarray" => expanded_type(),
+            "prefix_elements" => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
             _ => DataType::Utf8,
         })
     }
@@ -275,6 +280,9 @@ impl ScalarUDFImpl for Helper {
             .collect::<Result<Vec<_>>>()?;
         if self.name == "_pg_expandarray" {
             return Ok(ColumnarValue::Array(expand(&arrays[0])?));
+        }
+        if self.name == "prefix_elements" {
+            return Ok(ColumnarValue::Array(prefix_elements(&arrays[0], &arrays[1])?));
         }
         let texts = arrays
             .iter()
@@ -315,6 +323,45 @@ impl ScalarUDFImpl for Helper {
         };
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// `prefix_elements(prefix, list)`: every element of the list with the prefix before it
+/// (what psql builds with `array(SELECT 'toast.' || x FROM unnest(list) x)`).
+fn prefix_elements(prefix: &ArrayRef, list: &ArrayRef) -> Result<ArrayRef> {
+    let item = Arc::new(Field::new("item", DataType::Utf8, true));
+    let prefix = arrow::compute::cast(prefix, &DataType::Utf8)?;
+    let prefix = prefix
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("text".into()))?;
+    let list = match list.data_type() {
+        DataType::Null => {
+            return Ok(arrow::array::new_null_array(&DataType::List(item), list.len()));
+        }
+        DataType::List(_) => list
+            .as_any()
+            .downcast_ref::<arrow::array::ListArray>()
+            .ok_or_else(|| datafusion::error::DataFusionError::Internal("list".into()))?,
+        other => return exec_err!("prefix_elements expects an array, got {other}"),
+    };
+    let mut builder = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new());
+    for row in 0..list.len() {
+        if list.is_null(row) {
+            builder.append_null();
+            continue;
+        }
+        let values = arrow::compute::cast(&list.value(row), &DataType::Utf8)?;
+        let values = values
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| datafusion::error::DataFusionError::Internal("text".into()))?;
+        let p = if prefix.is_null(row) { None } else { Some(prefix.value(row)) };
+        for v in values.iter() {
+            builder.values().append_option(p.zip(v).map(|(p, v)| format!("{p}{v}")));
+        }
+        builder.append(true);
+    }
+    Ok(Arc::new(builder.finish()))
 }
 
 /// `_pg_expandarray`'s result: each element `x` of a list with its position `n`.

@@ -17,7 +17,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Query, SelectItem, SetExpr, Statement, TableFactor, VisitMut, VisitorMut,
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Query, SelectItem,
+    SetExpr, Statement, TableFactor, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -69,6 +70,42 @@ fn aggregates(e: &Expr) -> bool {
     AGGREGATES.iter().any(|a| text.contains(&format!("{a}(")))
 }
 
+/// `array(SELECT 'prefix' || x FROM unnest(a) x)` (psql's `\d+`, for the options of a
+/// table's TOAST table): `prefix_elements('prefix', a)`, the same list without a
+/// correlated subquery.
+fn prefixed_elements(q: &Query) -> Option<Expr> {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    let ([item], [from]) = (s.projection.as_slice(), s.from.as_slice()) else {
+        return None;
+    };
+    let SelectItem::UnnamedExpr(Expr::BinaryOp { left, op, right }) = item else {
+        return None;
+    };
+    if *op != BinaryOperator::StringConcat || !from.joins.is_empty() || s.selection.is_some() {
+        return None;
+    }
+    let (Expr::Value(prefix), Expr::Identifier(x)) = (left.as_ref(), right.as_ref()) else {
+        return None;
+    };
+    let TableFactor::Function {
+        name, args, alias, ..
+    } = &from.relation
+    else {
+        return None;
+    };
+    let unnest = name.to_string().to_lowercase();
+    let alias = alias.as_ref()?;
+    if !(unnest == "unnest" || unnest == "pg_catalog.unnest") || alias.name.value != x.value {
+        return None;
+    }
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = args.as_slice() else {
+        return None;
+    };
+    expr(&format!("prefix_elements({prefix}, {array})"))
+}
+
 struct Rewrite;
 
 impl VisitorMut for Rewrite {
@@ -76,6 +113,13 @@ impl VisitorMut for Rewrite {
 
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         match e {
+            Expr::Function(f)
+                if f.name.to_string().eq_ignore_ascii_case("array")
+                    && let FunctionArguments::Subquery(q) = &f.args
+                    && let Some(new) = prefixed_elements(q) =>
+            {
+                *e = new;
+            }
             Expr::Function(f) => {
                 let name = f.name.to_string().to_lowercase();
                 if (name == "information_schema._pg_expandarray" || name == "_pg_expandarray")
@@ -149,6 +193,16 @@ mod tests {
             "SELECT (information_schema._pg_expandarray(i.indkey)).n FROM pg_catalog.pg_index i",
         );
         assert!(out.contains("unnest(_pg_expandarray(i.indkey))"), "{out}");
+    }
+
+    #[test]
+    fn psql_toast_options() {
+        let out = one(
+            "SELECT pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x \
+             from pg_catalog.unnest(tc.reloptions) x), ', ') FROM pg_catalog.pg_class c \
+             LEFT JOIN pg_catalog.pg_class tc ON (c.reltoastrelid = tc.oid)",
+        );
+        assert!(out.contains("prefix_elements('toast.', tc.reloptions)"), "{out}");
     }
 
     #[test]
