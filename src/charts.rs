@@ -169,7 +169,10 @@ where
     let mut base = vec![0.0f64; n];
     for (i, s) in result.series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let name = s.group.clone().unwrap_or_else(|| "(none)".into());
+        let name = s
+            .group
+            .clone()
+            .unwrap_or_else(|| crate::metrics::NOT_NAMED.into());
         let values: Vec<Option<f64>> = s
             .points
             .iter()

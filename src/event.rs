@@ -35,6 +35,9 @@ pub enum Kind {
     MessageIn,
     /// Agent or bot → customer (or an agent's private note, marked in `attrs`).
     MessageOut,
+    /// Something that happened to a message (`message_id`): delivered, read, failed… or
+    /// edited, deleted, reacted to. An edit, deletion or reaction is stored as this, never as
+    /// a message, so it counts in no message metric.
     MessageStatus,
     CsatSubmitted,
     AgentStatus,

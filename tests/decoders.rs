@@ -55,8 +55,25 @@ fn whatsapp_every_inbound_message_type() {
     assert!(d.report.rejects.is_empty(), "{:?}", d.report.rejects);
     assert_eq!(d.events.len(), 16);
     let joana = key_of("+5511987654321");
-    for e in &d.events {
+    // The reaction (line 12) is no message: a status of the message it reacts to.
+    let reaction = &d.events[11];
+    assert_eq!(reaction.event_id, "wamid.REACTION0001");
+    assert_eq!(
+        (reaction.kind, reaction.status.as_deref()),
+        (Kind::MessageStatus, Some("reacted"))
+    );
+    assert_eq!(reaction.message_id.as_deref(), Some("wamid.AGENT01"));
+    for (i, e) in d.events.iter().enumerate() {
         assert_eq!(e.source, Source::WhatsApp);
+        if i == 11 {
+            assert_eq!(
+                e.customer_key.as_deref(),
+                Some(joana.as_str()),
+                "{}",
+                e.event_id
+            );
+            continue;
+        }
         assert_eq!(e.kind, Kind::MessageIn);
         assert_eq!(
             e.conversation_id, None,
@@ -184,6 +201,222 @@ fn whatsapp_business_app_echo_is_an_agent_message() {
     assert_eq!(
         e.customer_key.as_deref(),
         Some(key_of("+5511987654321").as_str())
+    );
+}
+
+/// Regression: WhatsApp sends `"from": ""`, `"wa_id": ""`, `"recipient_id": ""` (and an
+/// echo's `"to": ""`) for a customer known only by a business-scoped id. The blank phone hid
+/// the business-scoped id, and the customer got no key.
+#[test]
+fn whatsapp_blank_phone_fields_give_way_to_the_business_scoped_id() {
+    let d = decode(SourceFormat::WhatsApp, "whatsapp/blank-phone-fields.jsonl");
+    assert!(d.report.rejects.is_empty(), "{:?}", d.report.rejects);
+    let renata = pseudonymizer().key_of(&Identity::ContactId("BR.7700112233445566".into()));
+    let got: Vec<(&str, Kind, Option<&str>)> = d
+        .events
+        .iter()
+        .map(|e| (e.event_id.as_str(), e.kind, e.customer_key.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("wamid.BLANK01", Kind::MessageIn, Some(renata.as_str())),
+            (
+                "wamid.AGENTBLANK01:delivered",
+                Kind::MessageStatus,
+                Some(renata.as_str())
+            ),
+            ("wamid.BLANKECHO01", Kind::MessageOut, Some(renata.as_str())),
+        ]
+    );
+    assert_no_personal_data(&d.events, &["Renata", "@renata", "pedido"]);
+}
+
+/// (event id, kind, status, message id, author) of an event.
+type Change<'a> = (
+    &'a str,
+    Kind,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<Author>,
+);
+
+/// Regression: edits and deletions (`revoke`) — the customer's, and echoes of the
+/// business's own — and reactions were stored as new messages, so they counted as customer
+/// turns and replies (a deleted message could satisfy a first response). They are statuses of
+/// the message they change.
+#[test]
+fn whatsapp_edits_revokes_and_reactions_are_statuses_not_messages() {
+    let d = decode(SourceFormat::WhatsApp, "whatsapp/message-changes.jsonl");
+    assert!(d.report.rejects.is_empty(), "{:?}", d.report.rejects);
+    let got: Vec<Change<'_>> = d
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.event_id.as_str(),
+                e.kind,
+                e.status.as_deref(),
+                e.message_id.as_deref(),
+                e.author,
+            )
+        })
+        .collect();
+    use Author::{Agent, Customer};
+    use Kind::MessageStatus as S;
+    assert_eq!(
+        got,
+        [
+            (
+                "wamid.CHG_EDIT",
+                S,
+                Some("edited"),
+                Some("wamid.CHG_IN1"),
+                Some(Customer)
+            ),
+            (
+                "wamid.CHG_REACT",
+                S,
+                Some("reacted"),
+                Some("wamid.CHG_AGENT1"),
+                Some(Customer)
+            ),
+            (
+                "wamid.CHG_UNREACT",
+                S,
+                Some("reaction_removed"),
+                Some("wamid.CHG_AGENT1"),
+                Some(Customer)
+            ),
+            (
+                "wamid.CHG_REVOKE",
+                S,
+                Some("deleted"),
+                Some("wamid.CHG_IN2"),
+                Some(Customer)
+            ),
+            (
+                "wamid.CHG_ECHO_REVOKE",
+                S,
+                Some("deleted"),
+                Some("wamid.CHG_APP1"),
+                Some(Agent)
+            ),
+            (
+                "wamid.CHG_ECHO_EDIT",
+                S,
+                Some("edited"),
+                Some("wamid.CHG_APP2"),
+                Some(Agent)
+            ),
+        ]
+    );
+    let joana = key_of("+5511987654321");
+    assert!(
+        d.events
+            .iter()
+            .all(|e| e.customer_key.as_deref() == Some(joana.as_str()))
+    );
+    assert_no_personal_data(&d.events, &["Joana", "corrigido", "boleto", "👍"]);
+}
+
+/// Regression: a Chatwoot body without `conversation.meta` (older versions, API channel)
+/// lost its customer, who is in the top-level `contact` or `sender`; and a 2020 body (only a
+/// `display_id`, the inbox at the top level) was rejected.
+#[test]
+fn chatwoot_older_body_without_meta_keeps_its_customer() {
+    let d = decode(
+        SourceFormat::Chatwoot,
+        "chatwoot/older-message-bodies.jsonl",
+    );
+    assert!(d.report.rejects.is_empty(), "{:?}", d.report.rejects);
+    let carla = key_of("+55 21 99876-5432");
+    let by_id = |id: &str| {
+        d.events
+            .iter()
+            .find(|e| e.event_id == id)
+            .unwrap_or_else(|| panic!("{id} in {:#?}", d.events))
+    };
+    let old = by_id("chatwoot:message:8101");
+    assert_eq!(old.conversation_id.as_deref(), Some("chatwoot:9:311"));
+    assert_eq!(old.inbox.as_deref(), Some("9"));
+    assert_eq!(old.customer_key.as_deref(), Some(carla.as_str()));
+    let api = by_id("chatwoot:message:8102");
+    assert_eq!(
+        (api.kind, api.author),
+        (Kind::MessageIn, Some(Author::Customer))
+    );
+    assert_eq!(api.customer_key.as_deref(), Some(carla.as_str()));
+    assert_eq!(api.channel.as_deref(), Some("api"));
+    // An agent's reply in the same shape: its sender is the agent, the customer the contact.
+    let reply = by_id("chatwoot:message:8103");
+    assert_eq!(
+        (reply.kind, reply.author),
+        (Kind::MessageOut, Some(Author::Agent))
+    );
+    assert_eq!(reply.agent_id.as_deref(), Some("chatwoot:12"));
+    assert_eq!(reply.customer_key.as_deref(), Some(carla.as_str()));
+    assert_no_personal_data(&d.events, &["Carla", "99876", "boleto"]);
+}
+
+/// Chatwoot stores a WhatsApp reaction as an incoming message (`is_reaction`) and marks a
+/// message an agent deleted (`deleted`): neither is a message here.
+#[test]
+fn chatwoot_reactions_and_deletions_are_statuses_not_messages() {
+    let d = decode(
+        SourceFormat::Chatwoot,
+        "chatwoot/older-message-bodies.jsonl",
+    );
+    let changes: Vec<Change<'_>> = d
+        .events
+        .iter()
+        .filter(|e| e.kind == Kind::MessageStatus)
+        .map(|e| {
+            (
+                e.event_id.as_str(),
+                e.kind,
+                e.status.as_deref(),
+                e.message_id.as_deref(),
+                e.author,
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (
+                "chatwoot:message:8104",
+                Kind::MessageStatus,
+                Some("reacted"),
+                Some("wamid.CW8103"),
+                Some(Author::Customer)
+            ),
+            (
+                "chatwoot:message:8103:deleted",
+                Kind::MessageStatus,
+                Some("deleted"),
+                Some("8103"),
+                Some(Author::Agent)
+            ),
+        ]
+    );
+    let deleted = d
+        .events
+        .iter()
+        .find(|e| e.event_id.ends_with(":deleted"))
+        .unwrap();
+    assert_eq!(
+        deleted.ts,
+        "2026-11-02T12:17:30Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    assert_eq!(deleted.conversation_id.as_deref(), Some("chatwoot:9:311"));
+    // Only the three real messages are messages.
+    assert_eq!(
+        d.events
+            .iter()
+            .filter(|e| matches!(e.kind, Kind::MessageIn | Kind::MessageOut))
+            .count(),
+        3
     );
 }
 

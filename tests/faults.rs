@@ -134,6 +134,14 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A failed test must not leave its server running (stop() and kill() reap it first).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// One HTTP/1.1 request; (status, body). `None` when the connection fails.
 fn http(
     addr: &str,

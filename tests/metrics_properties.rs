@@ -266,7 +266,8 @@ fn ts_sql(t: DateTime<Utc>) -> String {
 }
 
 /// The backlog by the plain definition: every sample instant joined with every open stretch,
-/// the team in force read from the conversation's events. `(team, bucket start µs) → (open,
+/// the team in force read from the conversation's events (`bot` while no team was named and
+/// the conversation had not reached the human queue). `(team, bucket start µs) → (open,
 /// waiting)`.
 fn backlog_by_definition(
     engine: &Engine,
@@ -289,7 +290,9 @@ fn backlog_by_definition(
                     FILTER (WHERE e.team IS NOT NULL) AS team
            FROM open_at o JOIN conversation_events e ON e.conv = o.conversation_id AND e.ts <= o.at
            GROUP BY 1, 2)
-         SELECT COALESCE(t.team, '') AS team,
+         SELECT COALESCE(t.team,
+                         CASE WHEN c.queued_at IS NULL OR c.queued_at > o.at THEN 'bot' END,
+                         '') AS team,
                 CAST(o.bucket_start AS BIGINT) AS bucket,
                 count(*) AS open,
                 count(*) FILTER (WHERE c.queued_at <= o.at

@@ -6,14 +6,21 @@
 -- = assigned but the customer left before the reply. value = abandoned ÷ (answered +
 -- abandoned) × 100. `bot_resolved` (containment: resolved by a bot, never queued) is
 -- reported beside it, counted at its resolution, and is never abandonment.
+-- Grouped by the team/agent at the stop event (first reply, else resolution). Agent
+-- `unassigned`: nobody had the conversation when it ended. A bot_resolved conversation is
+-- the agent group `bot`, and the team group `bot` unless an event named its team.
 -- Reported: value (percent), count (answered + abandoned), abandoned, lost,
 -- abandoned_after_assignment, answered, bot_resolved.
 -- Parameters: $from $to $interval $tz $group_by $team $agent $channel $inbox $priority
 WITH x AS (
   SELECT CASE WHEN outcome = 'answered' THEN first_response_at ELSE resolved_at END AS at,
          outcome,
-         CASE WHEN outcome = 'answered' THEN team_first_response ELSE team_resolved END AS team,
-         CASE WHEN outcome = 'answered' THEN agent_first_response ELSE agent_resolved END AS agent,
+         CASE WHEN outcome = 'answered' THEN team_first_response
+              WHEN outcome = 'bot_resolved' THEN COALESCE(team_resolved, 'bot')
+              ELSE team_resolved END AS team,
+         CASE WHEN outcome = 'answered' THEN agent_first_response
+              WHEN outcome = 'bot_resolved' THEN 'bot'
+              ELSE COALESCE(agent_resolved, 'unassigned') END AS agent,
          channel, inbox, priority
   FROM conversations
   WHERE outcome IN ('answered', 'lost', 'abandoned_after_assignment', 'bot_resolved')

@@ -4,18 +4,26 @@
 -- value (CSAT %) = ratings of 4 or 5 ÷ all ratings × 100; mean = average score;
 -- response_rate = ratings ÷ conversations resolved in the same interval and group × 100
 -- (answered conversations only: a rating needs someone to have helped).
--- Grouped by the team/agent at resolution.
+-- A rating is grouped by the team/agent in force when it was given (its stop event); a
+-- resolution by those at the resolution. A rating of a conversation that only a bot had
+-- (never queued, or rated before the handover) is the group `bot` (team too, unless an
+-- event named one); agent `unassigned` when a queued conversation had nobody then.
 -- Reported: value (percent), count (ratings), mean, satisfied (4–5), resolved,
 -- response_rate.
 -- Parameters: $from $to $interval $tz $group_by $team $agent $channel $inbox $priority
 WITH x AS (
   SELECT csat_at AS at, csat_score AS score, 0 AS resolved,
-         team_resolved AS team, agent_resolved AS agent, channel, inbox, priority
+         COALESCE(team_rated,
+                  CASE WHEN queued_at IS NULL OR csat_at < queued_at THEN 'bot' END) AS team,
+         COALESCE(agent_rated,
+                  CASE WHEN queued_at IS NULL OR csat_at < queued_at THEN 'bot'
+                       ELSE 'unassigned' END) AS agent,
+         channel, inbox, priority
   FROM conversations
   WHERE csat_score IS NOT NULL AND csat_at >= $from AND csat_at < $to
   UNION ALL
   SELECT resolved_at, CAST(NULL AS TINYINT), 1,
-         team_resolved, agent_resolved, channel, inbox, priority
+         team_resolved, COALESCE(agent_resolved, 'unassigned'), channel, inbox, priority
   FROM conversations
   WHERE outcome = 'answered' AND resolved_at >= $from AND resolved_at < $to
 )

@@ -3,12 +3,17 @@
 -- Counts message_in (customer → business) and public message_out (agent or bot →
 -- customer; private notes are not messages) by the time they were sent. Team, agent and
 -- the other dimensions are those in force at each message (an agent message counts for
--- its sender; see the view `conversation_messages`). Messages outside any conversation are
--- not counted.
+-- its sender; see the view `conversation_messages`). A message sent while only a bot had
+-- the conversation (before it reached the human queue) is the agent group `bot`, and the
+-- team group `bot` unless an event named a team; a later one with no agent in force is
+-- the agent group `unassigned`. Messages outside any conversation are not counted.
 -- Reported: value = all messages, messages_in, messages_out, from_agents, from_bots.
 -- Parameters: $from $to $interval $tz $group_by $team $agent $channel $inbox $priority
 WITH x AS (
-  SELECT ts AS at, kind, author, team, agent, channel, inbox, priority
+  SELECT ts AS at, kind, author,
+         COALESCE(team, CASE WHEN before_queue THEN 'bot' END) AS team,
+         COALESCE(agent, CASE WHEN before_queue THEN 'bot' ELSE 'unassigned' END) AS agent,
+         channel, inbox, priority
   FROM conversation_messages
   WHERE ts >= $from AND ts < $to
 )

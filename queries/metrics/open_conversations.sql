@@ -5,7 +5,10 @@
 -- by t. Of those, `waiting` have reached the human queue and have no agent reply yet, and
 -- `unassigned` have reached the queue and no agent yet. t is the end of each interval, or
 -- $to or $now when those come first (the current interval is sampled now). Team and agent
--- are the ones in force at t; channel, inbox and priority the conversation's latest.
+-- are the ones in force at t; channel, inbox and priority the conversation's latest. A
+-- conversation that has not reached the human queue by t (a bot has it) is the agent group
+-- `bot`, and the team group `bot` unless an event named a team; one in the queue with no
+-- agent is the agent group `unassigned`.
 -- Reported: value (open), waiting, unassigned, longest_wait_s (the longest current wait
 -- among the waiting, calendar seconds), sampled_at.
 -- Parameters: $from $to $interval $tz $group_by $now $team $agent $channel $inbox $priority
@@ -50,7 +53,11 @@ owners_at AS (
   WHERE w.ts <= s.at AND (w.valid_to IS NULL OR w.valid_to > s.at)
 ),
 x AS (
-  SELECT o.bucket_start, o.bucket_end, o.at, f.team, f.agent, o.channel, o.inbox, o.priority,
+  SELECT o.bucket_start, o.bucket_end, o.at,
+         COALESCE(f.team, CASE WHEN o.queued_at IS NULL OR o.queued_at > o.at THEN 'bot' END) AS team,
+         COALESCE(f.agent, CASE WHEN o.queued_at IS NULL OR o.queued_at > o.at THEN 'bot'
+                                ELSE 'unassigned' END) AS agent,
+         o.channel, o.inbox, o.priority,
          o.queued_at IS NOT NULL AND o.queued_at <= o.at
            AND (o.first_response_at IS NULL OR o.first_response_at > o.at) AS waiting,
          o.queued_at IS NOT NULL AND o.queued_at <= o.at

@@ -4,14 +4,16 @@
 -- (conversations a bot resolved are left out: see abandonment's bot_resolved).
 -- One value per conversation, in seconds (calendar, or business time with $business),
 -- attributed to the interval of resolved_at (the moment it is known), grouped by the
--- team resolved / agent resolved at that moment.
+-- team resolved / agent resolved at that moment (agent `unassigned` when nobody had the
+-- conversation then: never assigned, or sent back to a queue).
 -- Reported: count, mean (value), p50, p90, p95, max.
 -- Parameters: $from $to (instants) $interval $tz $group_by $business
 --             $team $agent $channel $inbox $priority (NULL = all)
 WITH x AS (
   SELECT resolved_at AS at,
          CASE WHEN $business THEN resolution_business_s ELSE resolution_s END AS v,
-         team_resolved AS team, agent_resolved AS agent, channel, inbox, priority
+         team_resolved AS team, COALESCE(agent_resolved, 'unassigned') AS agent,
+         channel, inbox, priority
   FROM conversations
   WHERE resolved_at >= $from AND resolved_at < $to AND queued_at IS NOT NULL AND NOT starts_with(conversation_id, 'session:')
 )

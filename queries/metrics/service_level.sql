@@ -5,7 +5,8 @@
 -- known: when an agent first replied (answered; within T if wait ≤ T, in calendar or
 -- business seconds with $business), or when it was resolved without a reply (abandoned).
 -- value = answered within T ÷ (answered + abandoned) × 100.
--- Grouped by the team/agent at first response (abandoned: at resolution).
+-- Grouped by the team/agent at first response (abandoned: at resolution; agent
+-- `unassigned` when nobody had the conversation then).
 -- Reported: value (percent), count (answered + abandoned), within_target, answered,
 -- abandoned, target_s.
 -- Parameters: $from $to $interval $tz $group_by $business $team $agent $channel $inbox $priority
@@ -18,7 +19,7 @@ x AS (
   WHERE outcome = 'answered' AND first_response_at >= $from AND first_response_at < $to
   UNION ALL
   SELECT resolved_at, false, CAST(NULL AS DOUBLE),
-         team_resolved, agent_resolved, channel, inbox, priority
+         team_resolved, COALESCE(agent_resolved, 'unassigned'), channel, inbox, priority
   FROM conversations
   WHERE outcome IN ('lost', 'abandoned_after_assignment')
     AND resolved_at >= $from AND resolved_at < $to

@@ -10,13 +10,17 @@
 --   cancelled       closed unsatisfied before it was due (the customer left)
 --                                                               counted at closed_at
 -- value (achievement rate) = achieved ÷ (achieved + breached) × 100.
--- $sla_metric limits to one target metric (NULL = all). Grouped by the team/agent that
--- answered (first_response) or resolved (next_response, resolution).
+-- $sla_metric limits to one target metric (NULL = all).
+-- Grouped by the team and agent in force at the instant each target is counted: who
+-- satisfied it (the reply, the resolution), who had the conversation when it closed
+-- (cancelled), whose queue held it at its due time (breached or past due without an
+-- answer), who had it when it was applied (active) — `sla_targets` has each. A target counted while no agent had the
+-- conversation is in the agent group `unassigned`.
 -- Reported: value (percent), count, achieved, breached, active, active_breached, cancelled.
 -- Parameters: $from $to $interval $tz $group_by $now $sla_metric
 --             $team $agent $channel $inbox $priority
-WITH x AS (
-  SELECT team, agent, channel, inbox, priority,
+WITH st AS (
+  SELECT *,
          CASE
            WHEN satisfied_at IS NOT NULL AND satisfied_at <= due_at THEN 'achieved'
            WHEN satisfied_at IS NOT NULL THEN 'breached'
@@ -41,6 +45,14 @@ WITH x AS (
       OR (satisfied_at >= $from AND satisfied_at < $to)
       OR (due_at >= $from AND due_at < $to)
       OR (closed_at >= $from AND closed_at < $to))
+),
+x AS (
+  SELECT state, at,
+         CASE WHEN state = 'active' THEN team_applied ELSE team END AS team,
+         COALESCE(CASE WHEN state = 'active' THEN agent_applied ELSE agent END,
+                  'unassigned') AS agent,
+         channel, inbox, priority
+  FROM st
 )
 SELECT CASE WHEN $group_by = 'team' THEN team WHEN $group_by = 'agent' THEN agent
             WHEN $group_by = 'channel' THEN channel WHEN $group_by = 'inbox' THEN inbox

@@ -1,10 +1,13 @@
 -- sla_breaches: the SLA targets breached in a period, one row each, for the drill-down and
 -- the report's CSV. Same states as `sla`: a target is listed when it is `breached`
 -- (counted at satisfied_at, or due_at when never satisfied) or `active_breached`
--- (counted at due_at) within [$from, $to).
+-- (counted at due_at) within [$from, $to). team and agent as in `sla`: in force when the
+-- target was satisfied, else at its due time; agent `unassigned` when nobody had it.
 -- Parameters: $from $to $now $team $agent $channel $inbox $priority
 WITH t AS (
-  SELECT st.*,
+  SELECT st.conversation_id, st.policy, st.metric, st.team,
+         COALESCE(st.agent, 'unassigned') AS agent, st.channel, st.inbox, st.priority,
+         st.applied_at, st.due_at, st.satisfied_at, st.closed_at, st.target_s, st.outcome,
          CASE
            WHEN st.satisfied_at IS NOT NULL AND st.satisfied_at > st.due_at THEN 'breached'
            WHEN st.satisfied_at IS NULL AND st.closed_at IS NOT NULL

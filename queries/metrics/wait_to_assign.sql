@@ -4,14 +4,15 @@
 -- assignment.
 -- One value per conversation, in seconds (calendar, or business time with $business),
 -- attributed to the interval of assigned_at (the moment it is known), grouped by the
--- team queued / agent first response at that moment.
+-- team and agent in force at the assignment (agent `unassigned` if it named none).
 -- Reported: count, mean (value), p50, p90, p95, max.
 -- Parameters: $from $to (instants) $interval $tz $group_by $business
 --             $team $agent $channel $inbox $priority (NULL = all)
 WITH x AS (
   SELECT assigned_at AS at,
          CASE WHEN $business THEN wait_to_assign_business_s ELSE wait_to_assign_s END AS v,
-         team_queued AS team, agent_first_response AS agent, channel, inbox, priority
+         team_assigned AS team, COALESCE(agent_assigned, 'unassigned') AS agent,
+         channel, inbox, priority
   FROM conversations
   WHERE assigned_at >= $from AND assigned_at < $to AND queued_at IS NOT NULL AND assigned_at >= queued_at
 )

@@ -21,6 +21,9 @@
 --   answered, the handle time to the team that resolved). The agent at first response is
 --   the one who replied; at resolution, nobody if the conversation went back to a queue
 --   (reopened, queued, transferred to a team) and no agent took it since.
+-- * team/agent at assignment (`team_assigned`, `agent_assigned`: the stop event of
+--   wait_to_assign) and at the last rating (`team_rated`, `agent_rated`: the stop event of
+--   csat), by the same rule. NULL where nothing was named by then.
 -- * Durations in seconds, calendar and business (`*_business_s`, in the calendar named by
 --   `metrics.calendar`): wait = first_response_at − queued_at; wait_to_assign =
 --   assigned_at − queued_at; first_response = first_response_at − started_at; handle =
@@ -98,6 +101,14 @@ at_moments AS (
            FILTER (WHERE n.team IS NOT NULL AND n.ts <= c.resolved_at) AS team_resolved,
          last_value(n.agent_in_force ORDER BY n.ts, n.kind_rank, n.event_id)
            FILTER (WHERE n.agent_in_force IS NOT NULL AND n.ts <= c.resolved_at) AS agent_resolved,
+         last_value(n.team ORDER BY n.ts, n.kind_rank, n.event_id)
+           FILTER (WHERE n.team IS NOT NULL AND n.ts <= c.assigned_at) AS team_assigned,
+         last_value(n.agent_in_force ORDER BY n.ts, n.kind_rank, n.event_id)
+           FILTER (WHERE n.agent_in_force IS NOT NULL AND n.ts <= c.assigned_at) AS agent_assigned,
+         last_value(n.team ORDER BY n.ts, n.kind_rank, n.event_id)
+           FILTER (WHERE n.team IS NOT NULL AND n.ts <= c.csat_at) AS team_rated,
+         last_value(n.agent_in_force ORDER BY n.ts, n.kind_rank, n.event_id)
+           FILTER (WHERE n.agent_in_force IS NOT NULL AND n.ts <= c.csat_at) AS agent_rated,
          last_value(n.team ORDER BY n.ts, n.kind_rank, n.event_id) FILTER (WHERE n.team IS NOT NULL) AS team_last,
          first_value(n.team ORDER BY n.ts, n.kind_rank, n.event_id) FILTER (WHERE n.team IS NOT NULL) AS team_first
   FROM c JOIN named n ON c.conv = n.conv
@@ -108,6 +119,8 @@ SELECT c.conv AS conversation_id,
        COALESCE(m.team_queued, m.team_first) AS team_queued,
        m.team_first_response, c.agent_first_response,
        m.team_resolved, NULLIF(m.agent_resolved, '') AS agent_resolved,
+       m.team_assigned, NULLIF(m.agent_assigned, '') AS agent_assigned,
+       m.team_rated, NULLIF(m.agent_rated, '') AS agent_rated,
        COALESCE(m.team_last, m.team_first) AS team,
        c.started_at, c.queued_at, c.assigned_at, c.first_response_at, c.resolved_at,
        c.last_event_at, c.resolution_reason,

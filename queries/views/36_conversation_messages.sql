@@ -8,6 +8,8 @@
 -- * team, channel, inbox and priority are the last values a conversation event named at or
 --   before the message (in event order); `agent` is the sender for an agent's message and
 --   otherwise the agent in force (NULL for nobody).
+-- * before_queue: sent before the conversation reached the human queue (its `queued_at`,
+--   or never queued): while only a bot had it.
 WITH ce AS (
   SELECT conv, ts, event_id, kind, author, private, agent_id,
          last_value(team) IGNORE NULLS OVER w AS team,
@@ -19,8 +21,10 @@ WITH ce AS (
   WINDOW w AS (PARTITION BY conv ORDER BY ts, kind_rank, event_id
                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
-SELECT conv AS conversation_id, ts, event_id, kind, author, team,
-       CASE WHEN kind = 'message_out' AND author = 'agent' THEN agent_id ELSE agent_in_force END AS agent,
-       channel, inbox, priority
-FROM ce
-WHERE kind = 'message_in' OR (kind = 'message_out' AND NOT private)
+SELECT ce.conv AS conversation_id, ce.ts, ce.event_id, ce.kind, ce.author, ce.team,
+       CASE WHEN ce.kind = 'message_out' AND ce.author = 'agent' THEN ce.agent_id
+            ELSE ce.agent_in_force END AS agent,
+       ce.channel, ce.inbox, ce.priority,
+       c.queued_at IS NULL OR ce.ts < c.queued_at AS before_queue
+FROM ce JOIN conversations c ON ce.conv = c.conversation_id
+WHERE ce.kind = 'message_in' OR (ce.kind = 'message_out' AND NOT ce.private)

@@ -56,7 +56,9 @@ pub struct Args {
     #[arg(long, default_value = "day", value_parser = ["hour", "day", "week", "month"])]
     interval: String,
 
-    /// Split into one series per value of this dimension, as in force at the stop event.
+    /// Split into one series per value of this dimension, as in force at the stop event
+    /// (an unanswered SLA target: its queue's team at the due time). Group `bot`: only a
+    /// bot had the conversation; agent `unassigned`: in the queue with nobody.
     #[arg(long, value_name = "DIMENSION", value_parser = ["team", "agent", "channel", "inbox", "priority"])]
     group_by: Option<String>,
 
@@ -216,7 +218,9 @@ fn rows(result: &MetricResult) -> (Vec<String>, Vec<Vec<String>>) {
                 continue;
             };
             let mut row = vec![
-                s.group.clone().unwrap_or_else(|| "(none)".into()),
+                s.group
+                    .clone()
+                    .unwrap_or_else(|| crate::metrics::NOT_NAMED.into()),
                 p.start.clone(),
                 p.end.clone(),
                 show(p.value.map(Into::into).unwrap_or(serde_json::Value::Null)),

@@ -84,7 +84,8 @@
 //! - `first_response`, `next_response`, `resolution` — targets as durations; at least one is
 //!   required. `next_response` applies to every customer turn awaiting a reply.
 //! - `calendar` — name of a calendar (including `24x7`) in which the targets are measured in
-//!   business time. Omitted: calendar time.
+//!   business time. Omitted: calendar time. Each policy may name a different calendar;
+//!   every target is measured in its own policy's.
 //!
 //! ## `[[reports]]`, `[[dashboards]]`
 //! Arrays of tables kept verbatim ([`Config::reports`], [`Config::dashboards`]) for the report

@@ -976,7 +976,6 @@ impl Sim {
     // ---- messages ------------------------------------------------------------------
 
     fn customer_msg(&mut self, c: &mut Conv, say: Say) {
-        c.messages_in += 1;
         c.last_activity = self.now;
         let text = match say {
             Say::First => *self.rng.pick(fake::FIRST_MESSAGES),
@@ -986,13 +985,21 @@ impl Sim {
             Say::Nudge => *self.rng.pick(fake::NUDGES),
             Say::Reopen => *self.rng.pick(fake::REOPENS),
         };
-        match c.source {
+        let is_message = match c.source {
             Source::Wa(inbox) => self.wa_inbound(&*c, inbox, say, text),
-            Source::Chatwoot => self.cw_message(c, "incoming", false, Who::Customer, text),
+            Source::Chatwoot => {
+                self.cw_message(c, "incoming", false, Who::Customer, text);
+                true
+            }
+        };
+        // A reaction is no message (docs/sources.md): the truth does not count it either.
+        if is_message {
+            c.messages_in += 1;
         }
     }
 
-    fn wa_inbound(&mut self, c: &Conv, inbox: u8, say: Say, text: &str) {
+    /// Sends one customer message or reaction; false for a reaction.
+    fn wa_inbound(&mut self, c: &Conv, inbox: u8, say: Say, text: &str) -> bool {
         let now = self.now;
         let key = c.cust.wa_id.as_deref().unwrap_or(&c.cust.bsuid);
         let wamid = whatsapp::wamid(key, self.next_wamid, self.salt);
@@ -1125,6 +1132,7 @@ impl Sim {
             ),
             Err(e) => self.out.fail(e),
         }
+        kind != "reaction"
     }
 
     /// Delivery statuses of an outbound WhatsApp message, stamped in the near future.

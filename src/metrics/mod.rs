@@ -10,7 +10,12 @@
 //! - **bucket**: one reporting interval `[start, end)` (hour, day, week, month) in the
 //!   request's time zone.
 //! - **group**: the value of the `--group-by` dimension (team, agent, channel, inbox,
-//!   priority) in force at the stop event; `all` when not grouped.
+//!   priority) in force at the stop event; `all` when not grouped. Where no value was in
+//!   force the group says why: [`BOT_GROUP`] while only a bot had the conversation (it had
+//!   not reached the human queue), [`UNASSIGNED_GROUP`] (agents) while it sat in the queue
+//!   with nobody; `null` only when no event named a value at all (shown [`NOT_NAMED`]).
+//!   An SLA target breached or cancelled without an answer belongs to the team in force
+//!   when it is counted (its queue's team at the due time), never to no team.
 //! - **business seconds**: only time inside the business-hours calendar counts.
 
 pub mod rows;
@@ -63,6 +68,15 @@ pub enum MetricError {
 }
 
 pub type Result<T, E = MetricError> = std::result::Result<T, E>;
+
+/// The group of conversations while only a bot had them (never queued, or not yet).
+pub const BOT_GROUP: &str = "bot";
+
+/// The agent group of conversations in the human queue that no agent had at the stop event.
+pub const UNASSIGNED_GROUP: &str = "unassigned";
+
+/// How tables and charts show the `null` group: no event named a value for the dimension.
+pub const NOT_NAMED: &str = "(not named)";
 
 macro_rules! metrics {
     ($($variant:ident => $name:literal, $unit:literal, $kind:ident, $doc:literal;)*) => {
@@ -375,7 +389,8 @@ pub struct MetricResult {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Series {
-    /// The group's value; `all` when not grouped; `null` for conversations without one.
+    /// The group's value; `all` when not grouped; `bot` / `unassigned` where a bot or
+    /// nobody had the conversation; `null` when no event named a value.
     pub group: Option<String>,
     pub points: Vec<Point>,
 }

@@ -12,6 +12,9 @@
 //! | `bucket_starts(from, to, interval, tz)` | list of the bucket starts covering `[from, to)` |
 //! | `sample_buckets(start, end, from, to, interval, tz, now)` | the buckets of `[from, to)` whose sample instant (bucket end, or `to`/`now` if sooner) lies in `[start, end)` |
 //! | `sla_policy(channel, team, priority, inbox)` | name of the first SLA policy that matches, or NULL |
+//!
+//! The calendar of the business-time functions is a calendar's name per row (a constant or a
+//! column: targets of policies on different calendars in one query); NULL means `24x7`.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -29,7 +32,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::calendar::Calendar;
-use crate::config::Config;
+use crate::config::{ALWAYS_CALENDAR, Config};
 use crate::event::UTC;
 use crate::interval::Interval;
 
@@ -68,7 +71,7 @@ fn str_arg(v: &ColumnarValue, rows: usize) -> Result<StringArray> {
         .ok_or_else(|| DataFusionError::Internal("string cast".into()))
 }
 
-/// A string argument that must be the same on every row (interval, zone, calendar name).
+/// A string argument that must be the same on every row (interval, zone).
 fn const_str(v: &ColumnarValue, what: &str) -> Result<Option<String>> {
     match v {
         ColumnarValue::Scalar(s) => match s {
@@ -162,11 +165,71 @@ impl Hash for WithConfig {
 }
 
 impl WithConfig {
-    fn calendar(&self, v: &ColumnarValue) -> Result<&Calendar> {
-        let name = const_str(v, "the calendar")?.unwrap_or_else(|| "24x7".into());
-        self.config.calendar(&name).ok_or_else(|| {
-            DataFusionError::Execution(format!("no calendar named {name:?} in the configuration"))
+    /// The calendar called `name`; NULL means the around-the-clock `24x7`.
+    fn lookup(&self, name: Option<&str>) -> Result<&Calendar> {
+        let name = name.unwrap_or(ALWAYS_CALENDAR);
+        self.config.calendar(name).ok_or_else(|| {
+            let known: Vec<&str> = self.config.calendars.keys().map(String::as_str).collect();
+            DataFusionError::Execution(format!(
+                "no calendar named {name:?} in the configuration (known: {})",
+                known.join(", ")
+            ))
         })
+    }
+
+    /// The calendar of every row of a calendar argument: one lookup when the argument is a
+    /// constant or names the same calendar on every row (the usual case: a view's setting,
+    /// or a batch of one policy), else one per row — SLA targets of policies on different
+    /// calendars meet in one batch.
+    fn calendars(&self, v: &ColumnarValue, rows: usize) -> Result<Calendars<'_>> {
+        let names = match v {
+            ColumnarValue::Scalar(s) => {
+                return match s {
+                    ScalarValue::Utf8(x) | ScalarValue::Utf8View(x) | ScalarValue::LargeUtf8(x) => {
+                        Ok(Calendars::One(self.lookup(x.as_deref())?))
+                    }
+                    ScalarValue::Null => Ok(Calendars::One(self.lookup(None)?)),
+                    other => exec_err!("the calendar must be a calendar's name, got {other}"),
+                };
+            }
+            ColumnarValue::Array(_) => str_arg(v, rows)?,
+        };
+        if names.is_empty() {
+            return Ok(Calendars::One(self.lookup(None)?));
+        }
+        let name = |i: usize| names.is_valid(i).then(|| names.value(i));
+        let first = name(0);
+        if (1..names.len()).all(|i| name(i) == first) {
+            return Ok(Calendars::One(self.lookup(first)?));
+        }
+        // Rows of one calendar mostly come in runs: look a name up only when it changes.
+        let mut out = Vec::with_capacity(names.len());
+        let mut last: Option<(Option<&str>, &Calendar)> = None;
+        for i in 0..names.len() {
+            let n = name(i);
+            let cal = match last {
+                Some((m, cal)) if m == n => cal,
+                _ => self.lookup(n)?,
+            };
+            last = Some((n, cal));
+            out.push(cal);
+        }
+        Ok(Calendars::PerRow(out))
+    }
+}
+
+/// The calendars of a batch's rows ([`WithConfig::calendars`]).
+enum Calendars<'a> {
+    One(&'a Calendar),
+    PerRow(Vec<&'a Calendar>),
+}
+
+impl Calendars<'_> {
+    fn row(&self, i: usize) -> &Calendar {
+        match self {
+            Calendars::One(c) => c,
+            Calendars::PerRow(v) => v[i],
+        }
     }
 }
 
@@ -187,11 +250,13 @@ impl ScalarUDFImpl for BusinessSeconds {
         let n = args.number_rows;
         let a = ts_arg(&args.args[0], n)?;
         let b = ts_arg(&args.args[1], n)?;
-        let cal = self.0.calendar(&args.args[2])?;
+        let cals = self.0.calendars(&args.args[2], n)?;
         let mut out = Float64Builder::with_capacity(n);
-        for (a, b) in a.iter().zip(b.iter()) {
+        for (i, (a, b)) in a.iter().zip(b.iter()).enumerate() {
             match (a, b) {
-                (Some(a), Some(b)) => out.append_value(cal.business_micros(a, b) as f64 / 1e6),
+                (Some(a), Some(b)) => {
+                    out.append_value(cals.row(i).business_micros(a, b) as f64 / 1e6)
+                }
                 _ => out.append_null(),
             }
         }
@@ -216,12 +281,12 @@ impl ScalarUDFImpl for BusinessAdd {
         let n = args.number_rows;
         let a = ts_arg(&args.args[0], n)?;
         let secs = f64_arg(&args.args[1], n)?;
-        let cal = self.0.calendar(&args.args[2])?;
+        let cals = self.0.calendars(&args.args[2], n)?;
         let mut out = TimestampMicrosecondBuilder::with_capacity(n);
-        for (a, s) in a.iter().zip(secs.iter()) {
+        for (i, (a, s)) in a.iter().zip(secs.iter()).enumerate() {
             match (a, s) {
                 (Some(a), Some(s)) if s.is_finite() && s >= 0.0 => {
-                    out.append_value(cal.add_business(a, (s * 1e6).round() as i64))
+                    out.append_value(cals.row(i).add_business(a, (s * 1e6).round() as i64))
                 }
                 _ => out.append_null(),
             }

@@ -10,6 +10,8 @@
 //! | `conversation_updated`, assignee or team changed | `conversation_transferred` |
 //! | `message_created` incoming | `message_in` |
 //! | `message_created` outgoing | `message_out` by `agent` (a user), `bot` (an agent bot) or `system` (automation); private notes keep `"private":true` in `attrs` |
+//! | `message_created` with `content_attributes.is_reaction` | `message_status` `reacted` of the message reacted to (never a message) |
+//! | `message_updated` with `content_attributes.deleted` | `message_status` `deleted` of that message |
 //! | `message_updated` with a CSAT rating | `csat_submitted` |
 //!
 //! Anything else (activity messages, snoozes, contact events, typing) is skipped and counted.
@@ -17,7 +19,10 @@
 //! Names: conversation ids are `chatwoot:<inbox_id>:<display_id>` (display ids are per
 //! account; inbox ids are global, so the pair is unique), agent ids are
 //! `chatwoot:<user_id>`, the inbox is the `inbox_id`. The customer is the contact's phone
-//! number when it has one, else its `identifier`, else `chatwoot-contact:<id>`.
+//! number when it has one, else its `identifier`, else `chatwoot-contact:<id>`. Bodies of
+//! older versions lack `conversation.meta` (and may name the conversation `display_id`, the
+//! inbox only in the top-level `inbox`): the customer is then the top-level `contact`, or the
+//! top-level `sender` when it is a contact.
 //!
 //! Ids make redeliveries duplicates without the `X-Chatwoot-Delivery` header: messages by
 //! message id, state changes by conversation + change + time.
@@ -60,6 +65,10 @@ struct Body<'a> {
     #[serde(borrow, default)]
     sender: Option<&'a RawValue>,
     #[serde(borrow, default)]
+    contact: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    inbox: Option<&'a RawValue>,
+    #[serde(borrow, default)]
     conversation: Option<&'a RawValue>,
 }
 
@@ -68,6 +77,8 @@ struct Body<'a> {
 struct Conversation<'a> {
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    display_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     inbox_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -123,6 +134,17 @@ struct Change<'a> {
 struct ContentAttributes<'a> {
     #[serde(borrow, default)]
     submitted_values: Option<&'a RawValue>,
+    /// A WhatsApp (or other channel) reaction stored as a message.
+    #[serde(borrow, default)]
+    is_reaction: Option<&'a RawValue>,
+    /// Set by `message_updated` when an agent deleted the message.
+    #[serde(borrow, default)]
+    deleted: Option<&'a RawValue>,
+    /// The message a reply or reaction refers to: Chatwoot's id, and the channel's.
+    #[serde(borrow, default)]
+    in_reply_to: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    in_reply_to_external_id: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +187,7 @@ fn at(field: &str) -> impl FnOnce(FieldError) -> Fail + '_ {
 #[derive(Clone, Default)]
 struct ConvParts<'a> {
     id: Option<&'a RawValue>,
+    display_id: Option<&'a RawValue>,
     inbox_id: Option<&'a RawValue>,
     channel: Option<&'a RawValue>,
     status: Option<&'a RawValue>,
@@ -194,6 +217,8 @@ struct FastConversation<'a> {
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
+    display_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
     inbox_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     channel: Option<&'a RawValue>,
@@ -220,6 +245,7 @@ impl<'a> FastConversation<'a> {
         });
         ConvParts {
             id: self.id,
+            display_id: self.display_id,
             inbox_id: self.inbox_id,
             channel: self.channel,
             status: self.status,
@@ -261,8 +287,14 @@ struct FastBody<'a> {
     #[serde(borrow, default)]
     sender: Option<Party<'a>>,
     #[serde(borrow, default)]
+    contact: Option<Party<'a>>,
+    #[serde(borrow, default)]
+    inbox: Option<Party<'a>>,
+    #[serde(borrow, default)]
     conversation: Option<FastConversation<'a>>,
     // The body's own conversation fields (conversation events).
+    #[serde(borrow, default)]
+    display_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     inbox_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -281,6 +313,8 @@ struct FastBody<'a> {
 enum Nested<'a> {
     Fast {
         sender: Option<Party<'a>>,
+        contact: Option<Party<'a>>,
+        inbox: Option<Party<'a>>,
         this: ConvParts<'a>,
         conversation: Option<ConvParts<'a>>,
     },
@@ -319,6 +353,22 @@ impl<'a> Nested<'a> {
             Nested::Exact { .. } => party(body.sender, "sender"),
         }
     }
+
+    /// The top-level `contact` of older message bodies.
+    fn contact(&self, body: &Body<'a>) -> Result<Option<Party<'a>>, Fail> {
+        match self {
+            Nested::Fast { contact, .. } => Ok(contact.clone()),
+            Nested::Exact { .. } => party(body.contact, "contact"),
+        }
+    }
+
+    /// The top-level `inbox` of message bodies.
+    fn inbox(&self, body: &Body<'a>) -> Result<Option<Party<'a>>, Fail> {
+        match self {
+            Nested::Fast { inbox, .. } => Ok(inbox.clone()),
+            Nested::Exact { .. } => party(body.inbox, "inbox"),
+        }
+    }
 }
 
 /// Reads a conversation object level by level, naming the first field that is wrong.
@@ -336,6 +386,7 @@ fn parts_exact<'a>(raw: &'a RawValue, prefix: &str) -> Result<ConvParts<'a>, Fai
     })?;
     let mut parts = ConvParts {
         id: c.id,
+        display_id: c.display_id,
         inbox_id: c.inbox_id,
         channel: c.channel,
         status: c.status,
@@ -401,6 +452,7 @@ fn decode_with(
         Some(f) => {
             let this = ConvParts {
                 id: f.id,
+                display_id: f.display_id,
                 inbox_id: f.inbox_id,
                 channel: f.channel,
                 status: f.status,
@@ -432,10 +484,14 @@ fn decode_with(
                 private: f.private,
                 source_id: f.source_id,
                 sender: None,
+                contact: None,
+                inbox: None,
                 conversation: None,
             };
             let nested = Nested::Fast {
                 sender: f.sender,
+                contact: f.contact,
+                inbox: f.inbox,
                 this,
                 conversation: f.conversation.map(FastConversation::parts),
             };
@@ -468,7 +524,7 @@ fn decode_body<'a>(
     let event = req_str(body.event).map_err(at("event"))?;
     match event.as_ref() {
         "conversation_created" => {
-            let conv = facts(&nested.this()?, "", pseudonymizer)?;
+            let conv = facts(&nested.this()?, "", None, pseudonymizer)?;
             let ts = instant(&[("created_at", conv.created_at)])?;
             let id = format!("{}:created", conv.conversation_id);
             emit(sink, &conv, &id, ts, Kind::ConversationOpened, |_| {});
@@ -479,7 +535,7 @@ fn decode_body<'a>(
             Ok(())
         }
         "conversation_status_changed" => {
-            let conv = facts(&nested.this()?, "", pseudonymizer)?;
+            let conv = facts(&nested.this()?, "", None, pseudonymizer)?;
             let changes = changed(body.changed_attributes)?;
             let ts = change_time(&changes, body, &conv)?;
             let (previous, current) = match find(&changes, "status") {
@@ -528,7 +584,7 @@ fn decode_body<'a>(
             Ok(())
         }
         "conversation_updated" => {
-            let conv = facts(&nested.this()?, "", pseudonymizer)?;
+            let conv = facts(&nested.this()?, "", None, pseudonymizer)?;
             let changes = changed(body.changed_attributes)?;
             let ts = change_time(&changes, body, &conv)?;
             let assignee = find(&changes, "assignee_id")
@@ -597,9 +653,12 @@ fn emit<'e>(
     sink.push(&e);
 }
 
+/// A conversation's facts. `fallback_inbox` is the inbox named outside the conversation
+/// object (message bodies carry a top-level `inbox`), for conversations that lack `inbox_id`.
 fn facts<'a>(
     c: &ConvParts<'a>,
     prefix: &str,
+    fallback_inbox: Option<Cow<'a, str>>,
     pseudonymizer: &mut Pseudonymizer,
 ) -> Result<ConvFacts<'a>, Fail> {
     let name = |f: &str| {
@@ -613,16 +672,28 @@ fn facts<'a>(
         let field = name(f);
         move |err| Fail { field, err }
     };
-    let display_id = opt_id(c.id).map_err(fail("id"))?.ok_or_else(|| Fail {
-        field: name("id"),
-        err: FieldError::missing(),
-    })?;
-    let inbox = opt_id(c.inbox_id)
-        .map_err(fail("inbox_id"))?
-        .ok_or_else(|| Fail {
+    // Chatwoot's `id` here is the display id; bodies of older versions name it `display_id`.
+    let display_id = match opt_id(c.id).map_err(fail("id"))? {
+        Some(id) => id,
+        None => opt_id(c.display_id)
+            .map_err(fail("display_id"))?
+            .ok_or_else(|| Fail {
+                field: name("id"),
+                err: FieldError::missing(),
+            })?,
+    };
+    let inbox = match opt_id(c.inbox_id).map_err(fail("inbox_id"))? {
+        Some(inbox) => inbox,
+        None => fallback_inbox.ok_or_else(|| Fail {
             field: name("inbox_id"),
-            err: FieldError::missing(),
-        })?;
+            err: FieldError {
+                code: codes::MISSING_FIELD,
+                reason: "required field is missing, and the body names no inbox (`inbox.id`) \
+                         either: the conversation cannot be identified"
+                    .to_owned(),
+            },
+        })?,
+    };
     let channel = opt_str(c.channel)
         .map_err(fail("channel"))?
         .map(|ch| channel_name(&ch));
@@ -788,6 +859,48 @@ fn change_time(
     ])
 }
 
+/// The conversation of a message body. Older Chatwoot versions sent a conversation without
+/// `inbox_id` and `meta` (`{"display_id": …}`): the inbox is then the top-level `inbox`, and
+/// the customer the top-level `contact`, or the top-level `sender` when it is a contact.
+fn message_conversation<'a>(
+    body: &Body<'a>,
+    nested: &Nested<'a>,
+    pseudonymizer: &mut Pseudonymizer,
+) -> Result<ConvFacts<'a>, Fail> {
+    let parts = nested.conversation(body)?;
+    let fallback_inbox = if parts.inbox_id.is_some_and(|r| r.get() != "null") {
+        None
+    } else {
+        match nested.inbox(body)? {
+            Some(inbox) => opt_id(inbox.id).map_err(at("inbox.id"))?,
+            None => None,
+        }
+    };
+    let mut conv = facts(&parts, "conversation", fallback_inbox, pseudonymizer)?;
+    if parts.sender.is_none() {
+        if let Some(contact) = nested.contact(body)? {
+            conv.customer_key = contact_key(&contact, "contact", pseudonymizer)?;
+        } else if let Some(sender) = nested.sender(body)?
+            && opt_str(sender.type_).map_err(at("sender.type"))?.as_deref() == Some("contact")
+        {
+            conv.customer_key = contact_key(&sender, "sender", pseudonymizer)?;
+        }
+    }
+    Ok(conv)
+}
+
+/// `content_attributes`, when it is an object (it is free-form; a shape we do not know is
+/// read as empty rather than rejected).
+fn content_attributes<'a>(body: &Body<'a>) -> Option<ContentAttributes<'a>> {
+    body.content_attributes
+        .filter(|r| r.get() != "null")
+        .and_then(|r| json::object::<ContentAttributes<'_>>(r).ok())
+}
+
+fn flag(raw: Option<&RawValue>) -> bool {
+    opt_bool(raw).ok().flatten() == Some(true)
+}
+
 fn message_created<'a>(
     body: &Body<'a>,
     nested: &Nested<'a>,
@@ -834,13 +947,25 @@ fn message_created<'a>(
             });
         }
     };
-    let conv = facts(&nested.conversation(body)?, "conversation", pseudonymizer)?;
+    let conv = message_conversation(body, nested, pseudonymizer)?;
     let message_id = opt_id(body.id).map_err(at("id"))?.ok_or_else(|| Fail {
         field: "id".into(),
         err: FieldError::missing(),
     })?;
     let ts = instant(&[("created_at", body.created_at)])?;
     let source_id = opt_str(body.source_id).map_err(at("source_id"))?;
+    // A reaction is stored as a message by Chatwoot; here it is what it is: a status of the
+    // message it reacts to, never a message, a customer turn or a reply.
+    let reaction_to = match content_attributes(body) {
+        Some(c) if flag(c.is_reaction) => Some(
+            opt_str(c.in_reply_to_external_id)
+                .ok()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .or_else(|| opt_id(c.in_reply_to).ok().flatten()),
+        ),
+        _ => None,
+    };
     let agent_id = match (&sender, author) {
         (Some(s), Author::Agent) => opt_id(s.id)
             .map_err(at("sender.id"))?
@@ -860,12 +985,17 @@ fn message_created<'a>(
         .as_deref()
         .filter(|s| !s.is_empty())
         .unwrap_or(&message_id);
+    let (kind, message_ref, status) = match &reaction_to {
+        Some(target) => (Kind::MessageStatus, target.as_deref(), Some("reacted")),
+        None => (kind, Some(message_ref), None),
+    };
     emit(sink, &conv, &id, ts, kind, |e| {
         e.author = Some(author);
         if agent_id.is_some() {
             e.agent_id = agent_id.as_deref();
         }
-        e.message_id = Some(message_ref);
+        e.message_id = message_ref;
+        e.status = status;
         e.attrs = attrs.as_deref();
     });
     Ok(())
@@ -879,6 +1009,9 @@ fn message_updated<'a>(
     report: &mut Report,
 ) -> Result<(), Fail> {
     let content_type = opt_str(body.content_type).map_err(at("content_type"))?;
+    if content_attributes(body).is_some_and(|c| flag(c.deleted)) {
+        return message_deleted(body, nested, pseudonymizer, sink);
+    }
     if content_type.as_deref() != Some("input_csat") {
         report.skip("chatwoot_message_updated");
         return Ok(());
@@ -905,7 +1038,7 @@ fn message_updated<'a>(
             err: FieldError::invalid(format!("rating {score} is not within 1–5")),
         });
     }
-    let conv = facts(&nested.conversation(body)?, "conversation", pseudonymizer)?;
+    let conv = message_conversation(body, nested, pseudonymizer)?;
     let message_id = opt_id(body.id).map_err(at("id"))?.ok_or_else(|| Fail {
         field: "id".into(),
         err: FieldError::missing(),
@@ -917,6 +1050,51 @@ fn message_updated<'a>(
     let id = format!("chatwoot:csat:{message_id}");
     emit(sink, &conv, &id, ts, Kind::CsatSubmitted, |e| {
         e.csat_score = Some(score as i8);
+    });
+    Ok(())
+}
+
+/// `message_updated` of a message an agent deleted (`content_attributes.deleted`): a
+/// `deleted` status of that message. Chatwoot's body has no deletion time: `updated_at` when
+/// present, else the message's `created_at`.
+fn message_deleted<'a>(
+    body: &Body<'a>,
+    nested: &Nested<'a>,
+    pseudonymizer: &mut Pseudonymizer,
+    sink: &mut dyn EventSink,
+) -> Result<(), Fail> {
+    let message_type = opt_str(body.message_type).map_err(at("message_type"))?;
+    let author = match message_type.as_deref() {
+        Some("incoming") => Some(Author::Customer),
+        Some("outgoing") => match nested.sender(body)? {
+            Some(s) => match opt_str(s.type_).map_err(at("sender.type"))?.as_deref() {
+                Some("user") => Some(Author::Agent),
+                Some("agent_bot") => Some(Author::Bot),
+                _ => Some(Author::System),
+            },
+            None => Some(Author::System),
+        },
+        _ => None,
+    };
+    let conv = message_conversation(body, nested, pseudonymizer)?;
+    let message_id = opt_id(body.id).map_err(at("id"))?.ok_or_else(|| Fail {
+        field: "id".into(),
+        err: FieldError::missing(),
+    })?;
+    let ts = instant(&[
+        ("updated_at", body.updated_at),
+        ("created_at", body.created_at),
+    ])?;
+    let source_id = opt_str(body.source_id).map_err(at("source_id"))?;
+    let message_ref = source_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(&message_id);
+    let id = format!("chatwoot:message:{message_id}:deleted");
+    emit(sink, &conv, &id, ts, Kind::MessageStatus, |e| {
+        e.author = author;
+        e.message_id = Some(message_ref);
+        e.status = Some("deleted");
     });
     Ok(())
 }
@@ -933,10 +1111,19 @@ mod tests {
         let mut lines = Vec::new();
         for f in [
             "fixtures/chatwoot/every-event.jsonl",
+            "fixtures/chatwoot/older-message-bodies.jsonl",
             "simulated/chatwoot/2026-11-02.jsonl",
         ] {
             let text = std::fs::read_to_string(dir.join(f)).unwrap();
             lines.extend(text.lines().map(str::to_owned));
+        }
+        for f in [
+            "fixtures/chatwoot/older-version.json",
+            "corpus/chatwoot/docs-message-created-2020.json",
+        ] {
+            let doc = std::fs::read(dir.join(f)).unwrap();
+            let flat = String::from_utf8(crate::sources::document_lines(&doc)).unwrap();
+            lines.extend(flat.lines().map(str::to_owned));
         }
         assert!(lines.len() > 100);
         let key = PseudonymKey::new(b"paths-agree-key-0123456789".to_vec()).unwrap();

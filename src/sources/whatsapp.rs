@@ -9,12 +9,21 @@
 //! - a status → `message_status`, id = `wamid:status` (Meta redelivers for days; the id
 //!   makes a redelivery a duplicate);
 //! - a coexistence echo (`smb_message_echoes`, sent from the WhatsApp Business app) →
-//!   `message_out` by an agent.
+//!   `message_out` by an agent;
+//! - a message that changes another one — a reaction (`type: reaction`), an edit
+//!   (`type: edit`) or a deletion for everyone (`type: revoke`), the customer's or an echo of
+//!   the business's own — is no new message: it becomes a `message_status` of the message it
+//!   changes (`message_id` = that message's `wamid`, `status` = `reacted`,
+//!   `reaction_removed`, `edited` or `deleted`), id = its own `wamid`. So it never counts as
+//!   a message, a customer turn or a reply.
 //!
 //! The customer is identified by phone (`from`, `wa_id`, `recipient_id`) when WhatsApp
 //! gives one, else by the business-scoped user id (`from_user_id`, `user_id`,
-//! `recipient_user_id`). Message text, captions, media, locations and profile names are read
+//! `recipient_user_id`). An empty string counts as absent: bodies of customers known only by
+//! their business-scoped id may carry `"from": ""`. Message text, captions, media, locations and profile names are read
 //! past and never kept; only the message `type` goes into `attrs`.
+
+use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -104,6 +113,29 @@ struct Message<'a> {
     referral: Option<&'a RawValue>,
     #[serde(borrow, default)]
     errors: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    reaction: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    edit: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    revoke: Option<&'a RawValue>,
+}
+
+/// `reaction` of a reaction message: the message reacted to, and the emoji (absent or empty
+/// when the customer takes the reaction back). The emoji itself is never kept.
+#[derive(Deserialize)]
+struct Reaction<'a> {
+    #[serde(borrow, default)]
+    message_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    emoji: Option<&'a RawValue>,
+}
+
+/// `edit` or `revoke` of a message that changes an earlier one.
+#[derive(Deserialize)]
+struct Changes<'a> {
+    #[serde(borrow, default)]
+    original_message_id: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -482,7 +514,7 @@ fn decode_change(
         let p = || format!("{}.contacts[{i}]", vp());
         let wa_id = opt_id(c.wa_id).map_err(|e| bad(&p(), "wa_id", e))?;
         let user_id = opt_str(c.user_id).map_err(|e| bad(&p(), "user_id", e))?;
-        contacts.push((wa_id, user_id));
+        contacts.push((given(wa_id), given(user_id)));
     }
     let inbox = phone_number_id.as_deref();
     let (list, author, messages) = if is_echo {
@@ -524,7 +556,7 @@ fn decode_change(
             ..loc
         };
         let result = match s {
-            Ok(s) => decode_status(s, at, inbox, pseudonymizer, sink),
+            Ok(s) => decode_status(s, at, inbox, &contacts, pseudonymizer, sink),
             Err(e) => Err(bad_at(
                 at,
                 "",
@@ -557,10 +589,83 @@ fn timestamp(raw: Option<&RawValue>, loc: Loc) -> Result<i64, Bad> {
     })
 }
 
-type ContactIds<'a> = (
-    Option<std::borrow::Cow<'a, str>>,
-    Option<std::borrow::Cow<'a, str>>,
-);
+type ContactIds<'a> = (Option<Cow<'a, str>>, Option<Cow<'a, str>>);
+
+/// An identity as given: absent, `null` and blank all mean "not given", so that a blank phone
+/// (`"from": ""` beside a `from_user_id`) leaves room for the business-scoped id.
+fn given(value: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// The customer's identity: the phone when given, else the phone a `contacts[]` entry gives
+/// for the business-scoped user id (an entry that carries both links them), else that id.
+fn customer<'a>(
+    phone: Option<Cow<'a, str>>,
+    user_id: Option<Cow<'a, str>>,
+    contacts: &[ContactIds<'a>],
+) -> Option<Cow<'a, str>> {
+    phone
+        .or_else(|| {
+            let uid = user_id.as_deref()?;
+            contacts
+                .iter()
+                .find(|(_, u)| u.as_deref() == Some(uid))
+                .and_then(|(w, _)| w.clone())
+        })
+        .or(user_id)
+}
+
+/// What a message is: a new message, or a change to an earlier one (stored as a status of
+/// that message, see the module docs).
+enum Shape<'a> {
+    Message,
+    Change {
+        status: &'static str,
+        target: Option<Cow<'a, str>>,
+    },
+}
+
+fn shape<'a>(m: &Message<'a>, type_: Option<&str>, loc: Loc) -> Result<Shape<'a>, Bad> {
+    let changes = |field: &'static str, raw: Option<&'a RawValue>, status: &'static str| {
+        let target = match raw.filter(|r| r.get() != "null") {
+            Some(r) => {
+                let c: Changes<'_> = json::object(r).map_err(|e| bad_at(loc, field, e))?;
+                given(
+                    opt_str(c.original_message_id)
+                        .map_err(|e| bad_at(loc, &format!("{field}.original_message_id"), e))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Shape::Change { status, target })
+    };
+    match type_ {
+        Some("reaction") => {
+            let (target, emoji) = match m.reaction.filter(|r| r.get() != "null") {
+                Some(r) => {
+                    let r: Reaction<'_> =
+                        json::object(r).map_err(|e| bad_at(loc, "reaction", e))?;
+                    let target =
+                        opt_str(r.message_id).map_err(|e| bad_at(loc, "reaction.message_id", e))?;
+                    let emoji = opt_str(r.emoji).map_err(|e| bad_at(loc, "reaction.emoji", e))?;
+                    (given(target), given(emoji))
+                }
+                None => (None, None),
+            };
+            Ok(Shape::Change {
+                status: if emoji.is_some() {
+                    "reacted"
+                } else {
+                    "reaction_removed"
+                },
+                target,
+            })
+        }
+        Some("edit") => changes("edit", m.edit, "edited"),
+        Some("revoke") => changes("revoke", m.revoke, "deleted"),
+        _ => Ok(Shape::Message),
+    }
+}
 
 fn decode_message(
     m: &Message<'_>,
@@ -576,24 +681,16 @@ fn decode_message(
         .ok_or_else(|| bad_at(loc, "id", FieldError::missing()))?;
     let ts = timestamp(m.timestamp, loc)?;
     let type_ = opt_str(m.type_).map_err(|e| bad_at(loc, "type", e))?;
+    let shape = shape(m, type_.as_deref(), loc)?;
     // The customer: the sender of an inbound message, the recipient of an echo.
     let (phone_field, user_field) = if author == Author::Customer {
         (("from", m.from), ("from_user_id", m.from_user_id))
     } else {
         (("to", m.to), ("to_user_id", m.to_user_id))
     };
-    let phone = opt_id(phone_field.1).map_err(|e| bad_at(loc, phone_field.0, e))?;
-    let user_id = opt_str(user_field.1).map_err(|e| bad_at(loc, user_field.0, e))?;
-    let identity = phone
-        .or_else(|| {
-            // A contact that carries both ids tells us the phone behind a user id.
-            let uid = user_id.as_deref()?;
-            contacts
-                .iter()
-                .find(|(_, u)| u.as_deref() == Some(uid))
-                .and_then(|(w, _)| w.clone())
-        })
-        .or(user_id);
+    let phone = given(opt_id(phone_field.1).map_err(|e| bad_at(loc, phone_field.0, e))?);
+    let user_id = given(opt_str(user_field.1).map_err(|e| bad_at(loc, user_field.0, e))?);
+    let identity = customer(phone, user_id, contacts);
     let customer_key = identity
         .as_deref()
         .and_then(|i| pseudonymizer.customer_key(i));
@@ -619,10 +716,10 @@ fn decode_message(
     }
     let attrs = attrs.finish();
 
-    let kind = if author == Author::Customer {
-        Kind::MessageIn
-    } else {
-        Kind::MessageOut
+    let (kind, status, message_id) = match &shape {
+        Shape::Message if author == Author::Customer => (Kind::MessageIn, None, Some(&*wamid)),
+        Shape::Message => (Kind::MessageOut, None, Some(&*wamid)),
+        Shape::Change { status, target } => (Kind::MessageStatus, Some(*status), target.as_deref()),
     };
     let mut e = EventRef::new(&wamid, ts, Source::WhatsApp, kind);
     e.customer_key = customer_key;
@@ -633,7 +730,8 @@ fn decode_message(
     } else {
         author
     });
-    e.message_id = Some(&wamid);
+    e.message_id = message_id;
+    e.status = status;
     e.attrs = attrs.as_deref();
     sink.push(&e);
     Ok(())
@@ -656,6 +754,7 @@ fn decode_status(
     s: &Status<'_>,
     loc: Loc,
     inbox: Option<&str>,
+    contacts: &[ContactIds<'_>],
     pseudonymizer: &mut Pseudonymizer,
     sink: &mut dyn EventSink,
 ) -> Result<(), Bad> {
@@ -676,10 +775,10 @@ fn decode_status(
         ));
     }
     let ts = timestamp(s.timestamp, loc)?;
-    let phone = opt_id(s.recipient_id).map_err(|e| bad_at(loc, "recipient_id", e))?;
-    let user_id = opt_str(s.recipient_user_id).map_err(|e| bad_at(loc, "recipient_user_id", e))?;
-    let customer_key = phone
-        .or(user_id)
+    let phone = given(opt_id(s.recipient_id).map_err(|e| bad_at(loc, "recipient_id", e))?);
+    let user_id =
+        given(opt_str(s.recipient_user_id).map_err(|e| bad_at(loc, "recipient_user_id", e))?);
+    let customer_key = customer(phone, user_id, contacts)
         .as_deref()
         .and_then(|i| pseudonymizer.customer_key(i));
     let (code, title) = first_error(s.errors);
@@ -722,6 +821,14 @@ mod tests {
             "fixtures/whatsapp/every-message-type.jsonl",
             "fixtures/whatsapp/statuses.jsonl",
             "fixtures/whatsapp/echo.json",
+            "fixtures/whatsapp/blank-phone-fields.jsonl",
+            "fixtures/whatsapp/message-changes.jsonl",
+            "corpus/whatsapp/pywa-messages.jsonl",
+            "corpus/whatsapp/pywa-edit-revoke.jsonl",
+            "corpus/whatsapp/pywa-echoes.jsonl",
+            "corpus/whatsapp/pywa-statuses.jsonl",
+            "corpus/whatsapp/chatwoot-spec-cloud.jsonl",
+            "corpus/whatsapp/whatsapp-api-js-bsuid.jsonl",
             "simulated/whatsapp/2026-11-02.jsonl",
         ] {
             let text = std::fs::read_to_string(dir.join(f)).unwrap();
