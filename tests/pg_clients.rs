@@ -144,7 +144,9 @@ fn postgres_bin() -> PathBuf {
         .filter(|p| p.join("postgres").exists())
         .collect();
     versions.sort();
-    versions.pop().expect("a PostgreSQL server under /usr/lib/postgresql")
+    versions
+        .pop()
+        .expect("a PostgreSQL server under /usr/lib/postgresql")
 }
 
 /// Runs a command as the `postgres` user when we are root (PostgreSQL refuses root).
@@ -180,12 +182,24 @@ fn postgres(dir: &Path, lake: &Path) -> (Child, u16) {
     std::fs::create_dir_all(&root).unwrap();
     // SAFETY: geteuid reads the process's user id.
     if unsafe { libc::geteuid() } == 0 {
-        ok(Command::new("chown").args(["-R", "postgres"]).arg(&root), "chown");
+        ok(
+            Command::new("chown").args(["-R", "postgres"]).arg(&root),
+            "chown",
+        );
         ok(Command::new("chmod").arg("o+rx").arg(dir), "chmod");
     }
     ok(
         as_postgres(&bin_dir.join("initdb"))
-            .args(["-U", "admin", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-U",
+                "admin",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&data)
             .stdout(Stdio::null()),
         "initdb",
@@ -195,7 +209,13 @@ fn postgres(dir: &Path, lake: &Path) -> (Child, u16) {
     server
         .arg("-D")
         .arg(&data)
-        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+        ])
         .arg(format!("unix_socket_directories={}", root.display()))
         .args(["-c", "fsync=off"])
         .stdout(Stdio::null())
@@ -205,14 +225,20 @@ fn postgres(dir: &Path, lake: &Path) -> (Child, u16) {
     let admin = |sql: &str, db: &str| {
         ok(
             Command::new("psql")
-                .arg(format!("host={} port={port} dbname={db} user=admin", root.display()))
+                .arg(format!(
+                    "host={} port={port} dbname={db} user=admin",
+                    root.display()
+                ))
                 .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]),
             sql,
         )
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Command::new("psql")
-        .arg(format!("host={} port={port} dbname=postgres user=admin", root.display()))
+        .arg(format!(
+            "host={} port={port} dbname=postgres user=admin",
+            root.display()
+        ))
         .args(["-X", "-q", "-c", "SELECT 1"])
         .output()
         .map(|o| !o.status.success())
@@ -359,10 +385,12 @@ fn differences(
         match ours.get(name) {
             None => failures.push(format!("{name}: did not run on supportlake")),
             Some(a) if !a.ok => failures.push(format!("{name}: {}", a.detail)),
-            Some(a) if !theirs.value.is_null() && a.value != theirs.value => failures.push(format!(
-                "{name}: supportlake answered {}, PostgreSQL {}",
-                a.value, theirs.value
-            )),
+            Some(a) if !theirs.value.is_null() && a.value != theirs.value => {
+                failures.push(format!(
+                    "{name}: supportlake answered {}, PostgreSQL {}",
+                    a.value, theirs.value
+                ))
+            }
             Some(_) => {}
         }
     }
@@ -387,7 +415,14 @@ fn pgjdbc_agrees_with_postgresql() {
 fn python_drivers_agree_with_postgresql() {
     let f = fixture();
     let mut failures = Vec::new();
-    for client in ["psycopg", "psycopg2", "asyncpg", "sqlalchemy", "odbc", "pgcli"] {
+    for client in [
+        "psycopg",
+        "psycopg2",
+        "asyncpg",
+        "sqlalchemy",
+        "odbc",
+        "pgcli",
+    ] {
         failures.extend(differences(
             client,
             &python("drivers.py", client, f.ours),
@@ -404,7 +439,10 @@ fn psql_meta_commands_agree_with_postgresql() {
     for port in [f.control, f.ours] {
         for (cmd, wants) in [
             ("\\dt", vec!["events"]),
-            ("\\d events", vec!["csat_score", "smallint", "timestamp with time zone"]),
+            (
+                "\\d events",
+                vec!["csat_score", "smallint", "timestamp with time zone"],
+            ),
             ("\\d+ events", vec!["csat_score", "smallint"]),
             ("\\df", vec!["List of functions"]),
             ("\\dn", vec!["public"]),
@@ -412,7 +450,10 @@ fn psql_meta_commands_agree_with_postgresql() {
             let (ok, out) = psql(port, &[cmd]);
             assert!(ok, "psql {cmd} on port {port}: {out}");
             for w in wants {
-                assert!(out.contains(w), "psql {cmd} on port {port} lacks {w}: {out}");
+                assert!(
+                    out.contains(w),
+                    "psql {cmd} on port {port} lacks {w}: {out}"
+                );
             }
         }
         let file = copy_file(port);
