@@ -16,8 +16,11 @@ use std::sync::{Arc, Weak};
 use arrow::array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
+use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{CatalogProvider, MemTable, SchemaProvider, TableProvider};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Column, Result, ScalarValue, exec_err};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
     Volatility,
@@ -282,7 +285,9 @@ impl ScalarUDFImpl for Helper {
             return Ok(ColumnarValue::Array(expand(&arrays[0])?));
         }
         if self.name == "prefix_elements" {
-            return Ok(ColumnarValue::Array(prefix_elements(&arrays[0], &arrays[1])?));
+            return Ok(ColumnarValue::Array(prefix_elements(
+                &arrays[0], &arrays[1],
+            )?));
         }
         let texts = arrays
             .iter()
@@ -336,7 +341,10 @@ fn prefix_elements(prefix: &ArrayRef, list: &ArrayRef) -> Result<ArrayRef> {
         .ok_or_else(|| datafusion::error::DataFusionError::Internal("text".into()))?;
     let list = match list.data_type() {
         DataType::Null => {
-            return Ok(arrow::array::new_null_array(&DataType::List(item), list.len()));
+            return Ok(arrow::array::new_null_array(
+                &DataType::List(item),
+                list.len(),
+            ));
         }
         DataType::List(_) => list
             .as_any()
@@ -355,9 +363,15 @@ fn prefix_elements(prefix: &ArrayRef, list: &ArrayRef) -> Result<ArrayRef> {
             .as_any()
             .downcast_ref::<StringArray>()
             .ok_or_else(|| datafusion::error::DataFusionError::Internal("text".into()))?;
-        let p = if prefix.is_null(row) { None } else { Some(prefix.value(row)) };
+        let p = if prefix.is_null(row) {
+            None
+        } else {
+            Some(prefix.value(row))
+        };
         for v in values.iter() {
-            builder.values().append_option(p.zip(v).map(|(p, v)| format!("{p}{v}")));
+            builder
+                .values()
+                .append_option(p.zip(v).map(|(p, v)| format!("{p}{v}")));
         }
         builder.append(true);
     }
@@ -469,11 +483,57 @@ impl SchemaProvider for PgCatalog {
             .iter()
             .find(|(t, _)| name.eq_ignore_ascii_case(t))
             .map(|(_, c)| *c);
-        match (lists, self.inner.table(name).await?) {
-            (Some(columns), Some(table)) => with_lists(table, columns).await.map(Some),
-            (_, table) => Ok(table),
+        let table = match (lists, self.inner.table(name).await?) {
+            (Some(columns), Some(table)) => Some(with_lists(table, columns).await?),
+            (_, table) => table,
+        };
+        match (table, null_columns(name)) {
+            (Some(table), nulls) if !nulls.is_empty() => with_nulls(name, table, nulls).map(Some),
+            (table, _) => Ok(table),
         }
     }
+}
+
+/// Columns of Postgres's catalog tables that datafusion-postgres's lack and clients read,
+/// NULL in every row as they are for a table without them set: `pg_class.reloptions`
+/// (storage options; psql's `\d+` lists them) and `pg_class.relacl` (privileges granted
+/// on the table itself).
+fn null_columns(table: &str) -> Vec<Field> {
+    let text_list = || DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    if table.eq_ignore_ascii_case("pg_class") {
+        vec![
+            Field::new("relacl", text_list(), true),
+            Field::new("reloptions", text_list(), true),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A catalog table with the NULL columns it lacks after its own, as a view over it (the
+/// built-in tables are computed when read, so they are not copied).
+fn with_nulls(
+    name: &str,
+    table: Arc<dyn TableProvider>,
+    nulls: Vec<Field>,
+) -> Result<Arc<dyn TableProvider>> {
+    let own = table.schema();
+    let mut columns: Vec<datafusion::prelude::Expr> = own
+        .fields()
+        .iter()
+        .map(|f| datafusion::prelude::col(Column::new(Some(name), f.name())))
+        .collect();
+    for n in &nulls {
+        if own.field_with_name(n.name()).is_err() {
+            columns.push(
+                datafusion::prelude::lit(ScalarValue::try_from(n.data_type())?).alias(n.name()),
+            );
+        }
+    }
+    let plan = LogicalPlanBuilder::scan(name, provider_as_source(table), None)?
+        .project(columns)?
+        .build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
 }
 
 /// Array columns of the built-in catalog tables that datafusion-postgres keeps as text
