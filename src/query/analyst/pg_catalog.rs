@@ -101,6 +101,13 @@ pub fn install(ctx: &SessionContext) {
         signature: Signature::any(1, Volatility::Immutable),
     }));
     ctx.register_udf(ScalarUDF::new_from_impl(Helper {
+        name: "array_subscripts",
+        signature: Signature::one_of(
+            vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+            Volatility::Immutable,
+        ),
+    }));
+    ctx.register_udf(ScalarUDF::new_from_impl(Helper {
         name: "json_build_object",
         signature: Signature::variadic_any(Volatility::Stable),
     }));
@@ -271,6 +278,9 @@ impl ScalarUDFImpl for Helper {
             "to_regtype" => DataType::Int32,
             "_pg_expandarray" => expanded_type(),
             "prefix_elements" => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            "array_subscripts" => {
+                DataType::List(Arc::new(Field::new("item", DataType::Int32, true)))
+            }
             _ => DataType::Utf8,
         })
     }
@@ -283,6 +293,9 @@ impl ScalarUDFImpl for Helper {
             .collect::<Result<Vec<_>>>()?;
         if self.name == "_pg_expandarray" {
             return Ok(ColumnarValue::Array(expand(&arrays[0])?));
+        }
+        if self.name == "array_subscripts" {
+            return Ok(ColumnarValue::Array(subscripts(&arrays)?));
         }
         if self.name == "prefix_elements" {
             return Ok(ColumnarValue::Array(prefix_elements(
@@ -372,6 +385,65 @@ fn prefix_elements(prefix: &ArrayRef, list: &ArrayRef) -> Result<ArrayRef> {
             builder
                 .values()
                 .append_option(p.zip(v).map(|(p, v)| format!("{p}{v}")));
+        }
+        builder.append(true);
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+/// `array_subscripts(list, dim [, reverse])`: the subscripts of a list's elements, 1 to
+/// its length (backwards when `reverse`), as a list; none for a dimension other than 1
+/// (the lists here have one), NULL for a NULL list. Under `unnest` it is Postgres's
+/// `generate_subscripts`, whose rows SQLAlchemy pairs with `unnest(indkey)` to keep the
+/// order of an index's columns. (Postgres's `int2vector` columns count from 0; the lists
+/// here count from 1, as their subscripts `indkey[1]` do.)
+fn subscripts(args: &[ArrayRef]) -> Result<ArrayRef> {
+    let [list, dim, rest @ ..] = args else {
+        return exec_err!("generate_subscripts(array, dim [, reverse])");
+    };
+    let lengths: Vec<Option<usize>> = match list.data_type() {
+        DataType::Null => vec![None; list.len()],
+        DataType::List(_) => {
+            let l = list
+                .as_any()
+                .downcast_ref::<arrow::array::ListArray>()
+                .ok_or_else(|| datafusion::error::DataFusionError::Internal("list".into()))?;
+            (0..l.len())
+                .map(|r| (!l.is_null(r)).then(|| l.value_length(r) as usize))
+                .collect()
+        }
+        other => return exec_err!("generate_subscripts expects an array, got {other}"),
+    };
+    let dim = arrow::compute::cast(dim, &DataType::Int64)?;
+    let dim = dim
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("dim".into()))?;
+    let reverse = match rest.first() {
+        Some(r) => Some(arrow::compute::cast(r, &DataType::Boolean)?),
+        None => None,
+    };
+    let reverse = reverse
+        .as_ref()
+        .and_then(|r| r.as_any().downcast_ref::<arrow::array::BooleanArray>());
+    let mut builder = arrow::array::ListBuilder::new(arrow::array::Int32Builder::new());
+    for (row, len) in lengths.into_iter().enumerate() {
+        let (Some(len), false) = (len, dim.is_null(row)) else {
+            builder.append_null();
+            continue;
+        };
+        if dim.value(row) == 1 {
+            let backwards = reverse.is_some_and(|r| !r.is_null(row) && r.value(row));
+            let len = i32::try_from(len).unwrap_or(i32::MAX);
+            if backwards {
+                builder
+                    .values()
+                    .append_slice(&(1..=len).rev().collect::<Vec<_>>());
+            } else {
+                builder
+                    .values()
+                    .append_slice(&(1..=len).collect::<Vec<_>>());
+            }
         }
         builder.append(true);
     }

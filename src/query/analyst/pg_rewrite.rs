@@ -13,6 +13,9 @@
 //!   [`catalog_lookup`] reshapes such lookups into ones DataFusion plans, with the same
 //!   value: `max(…)` of the one row, conditions on the outer row alone in front of the
 //!   subquery, outer values in what it selects outside it.
+//! - `generate_subscripts(a, dim)` in a select list (SQLAlchemy's primary keys and
+//!   indexes), another set-returning function: `unnest(array_subscripts(a, dim))`, which
+//!   DataFusion unnests in step with `unnest(a)` beside it, as Postgres does.
 //! - `array(SELECT 'prefix' || x FROM unnest(a) x)` (psql's `\d+`): a list function.
 //!
 //! All run on the statements after the sandbox's parse and depth check, so the trees are
@@ -406,7 +409,12 @@ impl VisitorMut for Rewrite {
             Expr::Function(f) => {
                 let name = f.name.to_string().to_lowercase();
                 if (name == "information_schema._pg_expandarray" || name == "_pg_expandarray")
-                    && let Some(new) = expr(&format!("unnest(_pg_expandarray({}))", f.args))
+                    && let Some(new) = expr(&format!("unnest(_pg_expandarray{})", f.args))
+                {
+                    *e = new;
+                } else if (name == "pg_catalog.generate_subscripts"
+                    || name == "generate_subscripts")
+                    && let Some(new) = expr(&format!("unnest(array_subscripts{})", f.args))
                 {
                     *e = new;
                 }
