@@ -333,11 +333,17 @@ fn jdbc(port: u16) -> BTreeMap<String, Answer> {
 
 /// psql with `commands` (each a `-c`) against the server on `port`: (ok, output).
 fn psql(port: u16, commands: &[&str]) -> (bool, String) {
+    psql_with(port, &[], commands)
+}
+
+/// psql with options `flags` before `commands`.
+fn psql_with(port: u16, flags: &[&str], commands: &[&str]) -> (bool, String) {
     let mut c = Command::new("psql");
     c.arg(format!(
         "host=127.0.0.1 port={port} dbname=supportlake user=analyst sslmode=disable"
     ))
     .args(["-X", "-v", "ON_ERROR_STOP=1"])
+    .args(flags)
     .env("PGPASSWORD", TOKEN)
     .current_dir(&fixture().dir);
     for cmd in commands {
@@ -469,4 +475,102 @@ fn psql_meta_commands_agree_with_postgresql() {
     let control = std::fs::read_to_string(f.dir.join(copy_file(f.control))).unwrap();
     assert!(ours.lines().count() > 10, "{ours}");
     assert_eq!(ours, control, "\\copy wrote different files");
+}
+
+/// Both servers answer `sql` with the same rows (psql, unaligned, without headers).
+fn same_rows(sql: &str) -> String {
+    let f = fixture();
+    let (ok, control) = psql_with(f.control, &["-A", "-t"], &[sql]);
+    assert!(ok, "CONTROL {sql}: {control}");
+    let (ok, ours) = psql_with(f.ours, &["-A", "-t"], &[sql]);
+    assert!(ok, "{sql}: {ours}");
+    assert_eq!(ours, control, "{sql}");
+    ours
+}
+
+// --- regressions, named after what failed ----------------------------------------------
+
+/// `\d+ events` failed with "Invalid function 'array'" (psql's `array(SELECT 'toast.' ||
+/// x FROM unnest(reloptions) x)`), then for want of `pg_class.reloptions`. Its column
+/// table is PostgreSQL's, row for row. (Its footer differs: the lake's tables have no
+/// access method, so there is no "Access method: heap".)
+#[test]
+fn psql_describe_plus_failed_on_array_subquery() {
+    let f = fixture();
+    let columns = |port: u16| {
+        let (ok, out) = psql(port, &["\\d+ events"]);
+        assert!(ok, "psql \\d+ events on port {port}: {out}");
+        out.lines()
+            .filter(|l| l.contains(" | "))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let ours = columns(f.ours);
+    assert_eq!(ours.len(), 20, "a header and 19 columns: {ours:?}");
+    assert_eq!(ours, columns(f.control));
+    same_rows(
+        "SELECT relname, reloptions IS NULL FROM pg_catalog.pg_class WHERE relname = 'events'",
+    );
+}
+
+/// SQLAlchemy's column reflection failed with "Physical plan does not support logical
+/// expression ScalarSubquery": catalog lookups by correlated subquery with a condition on
+/// the outer row alone, with outer values in what they select, inside other expressions.
+/// These have those shapes over tables that are not empty.
+#[test]
+fn catalog_lookup_subqueries_failed_to_plan() {
+    let attributes = "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                      WHERE c.relname = 'events' AND a.attnum > 0 ORDER BY a.attnum";
+    // A condition on the outer row alone.
+    let out = same_rows(&format!(
+        "SELECT a.attname, coalesce((SELECT t.typname FROM pg_catalog.pg_type t \
+         WHERE a.attnum > 0 AND t.oid = a.atttypid), '-') {attributes}"
+    ));
+    assert!(out.contains("csat_score|int2"), "{out}");
+    // The outer row's values in what the subquery selects; an empty catalog table.
+    let out = same_rows(&format!(
+        "SELECT coalesce((SELECT a.attname || ':' || t.typname FROM pg_catalog.pg_type t \
+         WHERE t.oid = a.atttypid), '-'), coalesce((SELECT json_build_object('always', \
+         a.attidentity = 'a', 'start', s.seqstart)::text FROM pg_catalog.pg_sequence s \
+         WHERE a.attidentity <> '' AND s.seqrelid = a.attrelid), 'none') {attributes}"
+    ));
+    assert!(out.contains("csat_score:int2|none"), "{out}");
+    // The first row of an order, not the greatest.
+    let out = same_rows(
+        "SELECT coalesce((SELECT t.typname FROM pg_catalog.pg_type t WHERE t.typname IN \
+         ('int2', 'int4', 'text') ORDER BY t.typname LIMIT 1), '-'), coalesce((SELECT \
+         t.typname AS n FROM pg_catalog.pg_type t WHERE t.typname IN ('int2', 'int4', \
+         'text') ORDER BY n DESC LIMIT 1), '-')",
+    );
+    assert_eq!(out.trim(), "int2|text");
+}
+
+/// SQLAlchemy's inspector, and pandas' `read_sql_table` through it, failed on the column
+/// reflection query, then on the primary key query (`generate_subscripts`).
+#[test]
+fn sqlalchemy_reflection_failed_on_catalog_subqueries() {
+    let answers = python("drivers.py", "sqlalchemy", fixture().ours);
+    let mut checks = Vec::new();
+    for driver in ["psycopg2", "psycopg"] {
+        checks.push(format!(
+            "sqlalchemy+{driver}: inspector (tables, columns, keys, indexes)"
+        ));
+        checks.push(format!("pandas+{driver}: read_sql_table"));
+    }
+    passed(
+        &answers,
+        &checks.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+}
+
+/// SQLAlchemy's primary keys and indexes failed with "Invalid function
+/// 'generate_subscripts'" (beside `unnest(indkey)` in a select list).
+#[test]
+fn generate_subscripts_was_unknown() {
+    let out = same_rows(
+        "SELECT unnest(x), generate_subscripts(x, 1), generate_subscripts(x, 1, true) \
+         FROM (SELECT ARRAY[30, 40, 50] AS x) t",
+    );
+    assert_eq!(out.trim(), "30|1|3\n40|2|2\n50|3|1");
+    same_rows("SELECT count(*) FROM (SELECT generate_subscripts(ARRAY[1, 2], 2)) t");
 }

@@ -493,8 +493,75 @@ mod tests {
         // A subquery on the lake's tables is left as written.
         let lake = "SELECT (SELECT kind FROM events e WHERE e.event_id = x.event_id) FROM events x";
         assert_eq!(one(lake), lake);
+        // One under ANY is a set of rows, not a lookup.
+        let any = "SELECT t.typname FROM pg_catalog.pg_type t WHERE t.oid = ANY(SELECT a.atttypid FROM pg_catalog.pg_attribute a)";
+        assert_eq!(one(any), any);
         // One that aggregates already is too.
         let agg = "SELECT (SELECT count(*) FROM pg_catalog.pg_class c WHERE c.oid = t.oid) FROM pg_catalog.pg_type t";
         assert_eq!(one(agg), agg);
+    }
+
+    #[test]
+    fn conditions_on_the_outer_row_go_in_front() {
+        let out = one(
+            "SELECT (SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d \
+             WHERE a.atthasdef AND d.adrelid = a.attrelid) FROM pg_catalog.pg_attribute a",
+        );
+        assert_eq!(
+            out,
+            "SELECT CASE WHEN (a.atthasdef) THEN (SELECT max(pg_get_expr(d.adbin, d.adrelid)) \
+             FROM pg_catalog.pg_attrdef d WHERE (d.adrelid = a.attrelid)) END FROM \
+             pg_catalog.pg_attribute a"
+        );
+    }
+
+    #[test]
+    fn outer_values_in_what_is_selected_stay_outside() {
+        let out = one(
+            "SELECT (SELECT json_build_object('always', pg_catalog.pg_attribute.attidentity = 'a', \
+             'start', pg_catalog.pg_sequence.seqstart) FROM pg_catalog.pg_sequence WHERE \
+             pg_catalog.pg_sequence.seqrelid = pg_catalog.pg_attribute.attrelid) FROM \
+             pg_catalog.pg_attribute",
+        );
+        let from = "FROM pg_catalog.pg_sequence WHERE (pg_catalog.pg_sequence.seqrelid = \
+                    pg_catalog.pg_attribute.attrelid)";
+        assert_eq!(
+            out,
+            format!(
+                "SELECT CASE WHEN (SELECT count(*) {from}) > 0 THEN json_build_object('always', \
+                 pg_catalog.pg_attribute.attidentity = 'a', 'start', (SELECT \
+                 max(pg_catalog.pg_sequence.seqstart) {from})) END FROM pg_catalog.pg_attribute"
+            )
+        );
+    }
+
+    #[test]
+    fn a_limited_order_keeps_its_first_row() {
+        let out = one(
+            "SELECT (SELECT t.typname AS n FROM pg_catalog.pg_type t WHERE t.typelem = x.oid \
+             ORDER BY n DESC LIMIT 1) FROM pg_catalog.pg_type x",
+        );
+        assert!(
+            out.contains("SELECT first_value(t.typname ORDER BY t.typname DESC) FROM"),
+            "{out}"
+        );
+        // An offset or LIMIT 0 is not a lookup.
+        for q in [
+            "SELECT (SELECT t.typname FROM pg_catalog.pg_type t ORDER BY 1 LIMIT 1 OFFSET 1)",
+            "SELECT (SELECT t.typname FROM pg_catalog.pg_type t LIMIT 0)",
+        ] {
+            assert_eq!(one(q), q);
+        }
+    }
+
+    #[test]
+    fn generate_subscripts_becomes_unnest() {
+        let out = one(
+            "SELECT unnest(i.indkey), generate_subscripts(i.indkey, 1) FROM pg_catalog.pg_index i",
+        );
+        assert!(
+            out.contains("unnest(array_subscripts(i.indkey, 1))"),
+            "{out}"
+        );
     }
 }
