@@ -151,12 +151,21 @@ fn check_script_on_this_thread(
     if plain.is_empty() {
         return Ok(Vec::new());
     }
+    let text = match regproc_names(plain) {
+        Some(statements) => statements
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(";\n"),
+        None => sql.to_owned(),
+    };
     let rewritten = PostgresCompatibilityParser::new()
-        .parse(sql)
+        .parse(&text)
         .map_err(|e| SandboxError::Parse(e.to_string()))?;
     rewritten
         .into_iter()
         .map(|statement| {
+            let statement = super::pg_rewrite::rewrite(statement);
             let depth = depth(&statement);
             if depth > max_depth {
                 return Err(SandboxError::TooDeep {
@@ -168,6 +177,39 @@ fn check_script_on_this_thread(
             Ok((statement, kind))
         })
         .collect()
+}
+
+/// `'schema.function'::regproc` compared with a `regproc` column of the catalog, as
+/// PgJDBC does (`typinput = 'pg_catalog.array_in'::regproc`): those columns hold function
+/// names here, so the literal becomes the bare name. `None` when no statement has one.
+fn regproc_names(mut statements: Vec<Statement>) -> Option<Vec<Statement>> {
+    use datafusion::sql::sqlparser::ast::{Value, VisitMut, VisitorMut};
+    struct Names(bool);
+    impl VisitorMut for Names {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Cast {
+                expr, data_type, ..
+            } = e
+                && matches!(
+                    data_type.to_string().to_lowercase().as_str(),
+                    "regproc" | "pg_catalog.regproc"
+                )
+                && let Expr::Value(v) = expr.as_ref()
+                && let Value::SingleQuotedString(name) = &v.value
+            {
+                let bare = name.rsplit('.').next().unwrap_or(name).to_owned();
+                *e = Expr::Value(Value::SingleQuotedString(bare).into());
+                self.0 = true;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut names = Names(false);
+    for s in &mut statements {
+        let _ = s.visit(&mut names);
+    }
+    names.0.then_some(statements)
 }
 
 fn check_on_this_thread(
@@ -315,7 +357,11 @@ pub fn kind(statement: &Statement) -> Result<Kind, SandboxError> {
         | Statement::Savepoint { .. }
         | Statement::ReleaseSavepoint { .. }
         | Statement::Discard { .. }
-        | Statement::Deallocate { .. } => Ok(Kind::Session),
+        | Statement::Deallocate { .. }
+        // asyncpg's pool resets a connection with `UNLISTEN *` and `RESET ALL`: the
+        // session never listens, and only client settings can have been set.
+        | Statement::UNLISTEN { .. }
+        | Statement::Reset(_) => Ok(Kind::Session),
         Statement::Fetch { into: Some(_), .. } => refuse("FETCH … INTO"),
         Statement::Fetch { direction, .. } => match direction {
             FetchDirection::Count { .. }

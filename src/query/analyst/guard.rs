@@ -36,6 +36,10 @@ enum Rule {
     Replace,
     /// `range` / `generate_series` as scalar functions returning a list.
     Series,
+    /// `format(template, args…)` (Postgres): every specifier of the template may copy an
+    /// argument (twice its length when `%L`/`%I` doubles its quotes), so at most bytes of
+    /// template × (1 + 2 × bytes of all arguments).
+    Format,
 }
 
 const GUARDED: &[(&str, Rule)] = &[
@@ -47,6 +51,7 @@ const GUARDED: &[(&str, Rule)] = &[
     ("regexp_replace", Rule::Replace),
     ("range", Rule::Series),
     ("generate_series", Rule::Series),
+    ("format", Rule::Format),
 ];
 
 /// Replaces each guarded function of `ctx` with its wrapped form.
@@ -72,6 +77,7 @@ impl Interceptor for Guard {
                 byte_lengths(&args.args, 2, n)?.map(|a| floor_one(&a)),
             ),
             Rule::Series => series_lengths(&args.args, n)?,
+            Rule::Format => format_lengths(&args.args, n)?,
         };
         if let Some(sizes) = per_row {
             let mut total: i64 = 0;
@@ -93,6 +99,39 @@ impl Interceptor for Guard {
         }
         inner.invoke_with_args(args)
     }
+}
+
+/// The bound of [`Rule::Format`], per row.
+fn format_lengths(args: &[ColumnarValue], n: usize) -> Result<Option<Int64Array>> {
+    let Some(template) = byte_lengths(args, 0, n)? else {
+        return Ok(None);
+    };
+    let mut sum: Vec<i64> = vec![0; n];
+    for i in 1..args.len() {
+        let Some(a) = array(args, i, n)? else {
+            continue;
+        };
+        let text = cast_with_options(&a, &DataType::Utf8, &CastOptions::default())
+            .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
+        let l = length(&text).map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
+        if let Some(l) = to_i64(&l) {
+            for (s, v) in sum.iter_mut().zip(l.iter()) {
+                *s = s.saturating_add(v.unwrap_or(0));
+            }
+        }
+    }
+    Ok(Some(
+        template
+            .iter()
+            .zip(sum)
+            .map(|(t, s)| {
+                Some(
+                    t?.max(0)
+                        .saturating_mul(s.saturating_mul(2).saturating_add(1)),
+                )
+            })
+            .collect(),
+    ))
 }
 
 fn array(args: &[ColumnarValue], i: usize, n: usize) -> Result<Option<ArrayRef>> {

@@ -19,6 +19,8 @@ pub mod deadline;
 pub mod encode;
 pub mod guard;
 pub mod pg;
+pub mod pg_catalog;
+pub mod pg_rewrite;
 pub mod pg_run;
 pub mod pg_session;
 pub mod pg_types;
@@ -419,9 +421,15 @@ impl Analyst {
             .build_arc()
             .map_err(df)?;
         super::store::install(runtime.as_ref());
-        let config = SessionConfig::new()
-            .with_information_schema(true)
+        // The Postgres session has its own, Postgres-shaped `information_schema`
+        // (`pg_catalog::install`).
+        let mut config = SessionConfig::new()
+            .with_information_schema(flavor == Flavor::Http)
             .with_default_catalog_and_schema("supportlake", "public");
+        if flavor == Flavor::Postgres {
+            // `2.5` is a numeric in Postgres, not a float.
+            config.options_mut().sql_parser.parse_float_as_decimal = true;
+        }
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
@@ -455,6 +463,7 @@ impl Analyst {
                 datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
             )
             .map_err(|e| SandboxError::Internal(e.to_string()))?;
+            pg_catalog::install(&ctx);
         }
         guard::install(&ctx);
         Ok(ctx)

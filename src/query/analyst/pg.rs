@@ -32,7 +32,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     CloseCursor, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, FetchDirection,
-    Statement, Value,
+    Reset, Statement, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser as SqlParser;
@@ -138,6 +138,8 @@ enum Action {
     Transaction,
     Discard,
     Deallocate(Option<String>),
+    Unlisten,
+    Reset(Option<String>),
     Declare {
         name: String,
         hold: bool,
@@ -327,6 +329,11 @@ impl Sandboxed {
                 Action::Show(variable.iter().map(|i| i.value.clone()).collect())
             }
             (Statement::Discard { .. }, Kind::Session) => Action::Discard,
+            (Statement::UNLISTEN { .. }, Kind::Session) => Action::Unlisten,
+            (Statement::Reset(r), Kind::Session) => Action::Reset(match &r.reset {
+                Reset::ALL => None,
+                Reset::ConfigurationParameter(name) => Some(name.to_string().to_lowercase()),
+            }),
             (Statement::Deallocate { name, .. }, Kind::Session) => Action::Deallocate(
                 (!name.value.eq_ignore_ascii_case("all")).then(|| name.value.clone()),
             ),
@@ -667,6 +674,11 @@ impl Sandboxed {
             Action::Discard => {
                 conn.cursors.close(None).await.map_err(cursor_error)?;
                 Ok(Response::Execution(Tag::new("DISCARD ALL")))
+            }
+            Action::Unlisten => Ok(Response::Execution(Tag::new("UNLISTEN"))),
+            Action::Reset(name) => {
+                pg_session::reset(client, name.as_deref());
+                Ok(Response::Execution(Tag::new("RESET")))
             }
             Action::Deallocate(name) => Ok(Response::Execution(Tag::new(match name {
                 Some(n) => {

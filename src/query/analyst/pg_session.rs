@@ -68,7 +68,7 @@ const SETTINGS: &[(&str, &str, bool)] = &[
 ];
 
 /// The value of a setting nobody set, as `SHOW` gives it.
-fn default_value(name: &str) -> Option<String> {
+pub fn default_setting(name: &str) -> Option<String> {
     let v = match name {
         "application_name" => "",
         "bytea_output" => "hex",
@@ -92,6 +92,7 @@ fn default_value(name: &str) -> Option<String> {
         "is_superuser" => "off",
         "max_index_keys" => "32",
         "block_size" => "8192",
+        "jit" => "off",
         _ => return None,
     };
     Some(v.to_owned())
@@ -134,7 +135,7 @@ pub fn show<C: ClientInfo + ?Sized>(
         .metadata()
         .get(&name)
         .cloned()
-        .or_else(|| default_value(&name))
+        .or_else(|| default_setting(&name))
         .ok_or_else(|| {
             error(
                 "42704",
@@ -188,7 +189,7 @@ pub fn set<C: ClientInfo + ?Sized>(
         ));
     };
     let value = if value.eq_ignore_ascii_case("default") {
-        default_value(&name).unwrap_or_default()
+        default_setting(&name).unwrap_or_default()
     } else {
         value
     };
@@ -200,6 +201,43 @@ pub fn set<C: ClientInfo + ?Sized>(
     }
     client.metadata_mut().insert(name.clone(), value.clone());
     Ok(report.then(|| ((*reported).to_owned(), value)))
+}
+
+/// `RESET name` / `RESET ALL`: back to the values a new connection has.
+pub fn reset<C: ClientInfo + ?Sized>(client: &mut C, name: Option<&str>) {
+    let names: Vec<&str> = match name {
+        Some(n) => vec![n],
+        None => SETTINGS.iter().map(|(n, _, _)| *n).collect(),
+    };
+    for n in names {
+        client.metadata_mut().remove(n);
+    }
+}
+
+/// Every setting `pg_settings` lists, with its value on a new connection.
+pub fn settings() -> Vec<(String, String)> {
+    let mut names: Vec<&str> = SETTINGS.iter().map(|(n, _, _)| *n).collect();
+    names.extend([
+        "server_encoding",
+        "integer_datetimes",
+        "server_version",
+        "server_version_num",
+        "transaction_isolation",
+        "default_transaction_isolation",
+        "transaction_read_only",
+        "default_transaction_read_only",
+        "max_identifier_length",
+        "is_superuser",
+        "max_index_keys",
+        "block_size",
+        "lc_collate",
+        "lc_ctype",
+    ]);
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|n| Some((display_name(n), default_setting(n)?)))
+        .collect()
 }
 
 /// `statement_timeout` as Postgres reads it: a number of milliseconds, or a number with a
