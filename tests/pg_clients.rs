@@ -582,6 +582,18 @@ fn lake_subquery_in_select_list_answered_null() {
     assert!(!out.starts_with('|'), "{out}");
 }
 
+/// `= ANY (SELECT …)` and `<> ALL (SELECT …)` failed with "array_has does not support
+/// type Utf8View" (the compatibility parser took the subquery for an array).
+#[test]
+fn any_subquery_failed_as_array_has() {
+    let out = same_rows(
+        "SELECT (SELECT count(*) FROM events WHERE kind = ANY (SELECT kind FROM events WHERE \
+         csat_score = 5)) AS a, (SELECT count(*) FROM events WHERE kind <> ALL (SELECT kind \
+         FROM events WHERE csat_score = 5)) AS b",
+    );
+    assert!(!out.starts_with("0|"), "{out}");
+}
+
 /// SQLAlchemy's primary keys and indexes failed with "Invalid function
 /// 'generate_subscripts'" (beside `unnest(indkey)` in a select list).
 #[test]

@@ -154,7 +154,8 @@ fn check_script_on_this_thread(
     let mut statements = plain;
     let renamed = regproc_names(&mut statements);
     let kept = keep_lake_subqueries(&mut statements);
-    let text = if renamed || kept {
+    let memberships = subquery_memberships(&mut statements);
+    let text = if renamed || kept || memberships {
         statements
             .iter()
             .map(|s| s.to_string())
@@ -232,6 +233,48 @@ fn keep_lake_subqueries(statements: &mut [Statement]) -> bool {
         let _ = s.visit(&mut keep);
     }
     keep.0
+}
+
+/// `x = ANY (SELECT …)` as `x IN (SELECT …)`, and `x <> ALL (SELECT …)` as `x NOT IN
+/// (SELECT …)`: the same test, NULLs included. The compatibility parser takes the right
+/// side of `= ANY` and `<> ALL` for an array and calls `array_contains` on the subquery,
+/// which cannot plan. Whether any was rewritten.
+fn subquery_memberships(statements: &mut [Statement]) -> bool {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, VisitMut, VisitorMut};
+    struct Membership(bool);
+    impl VisitorMut for Membership {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            let (left, right, negated) = match e {
+                Expr::AnyOp {
+                    left,
+                    compare_op: BinaryOperator::Eq,
+                    right,
+                    ..
+                } => (left, right, false),
+                Expr::AllOp {
+                    left,
+                    compare_op: BinaryOperator::NotEq,
+                    right,
+                } => (left, right, true),
+                _ => return ControlFlow::Continue(()),
+            };
+            if let Expr::Subquery(q) = right.as_ref() {
+                *e = Expr::InSubquery {
+                    expr: left.clone(),
+                    subquery: q.clone(),
+                    negated,
+                };
+                self.0 = true;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut m = Membership(false);
+    for s in statements {
+        let _ = s.visit(&mut m);
+    }
+    m.0
 }
 
 /// `'schema.function'::regproc` compared with a `regproc` column of the catalog, as
@@ -581,5 +624,19 @@ mod tests {
         assert!(out.contains("((SELECT count(*) FROM events"), "{out}");
         let out = script("SELECT (SELECT count(*) FROM events WHERE events.kind = 'a') AS n");
         assert!(out.contains("((SELECT count(*) FROM events"), "{out}");
+    }
+
+    #[test]
+    fn membership_in_a_subquery_is_in() {
+        let (s, _) = check_script(
+            "SELECT 1 WHERE 'a' = ANY (SELECT kind FROM events) AND 'b' <> ALL (SELECT kind FROM events)",
+            &limits(),
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(
+            s.to_string(),
+            "SELECT 1 WHERE 'a' IN (SELECT kind FROM events) AND 'b' NOT IN (SELECT kind FROM events)"
+        );
     }
 }
