@@ -563,6 +563,37 @@ fn sqlalchemy_reflection_failed_on_catalog_subqueries() {
     );
 }
 
+/// A scalar subquery making up a select-list item answered NULL on every row when it
+/// read the lake with a qualified column (the compatibility parser took it for a catalog
+/// query it cannot plan): the counts and maxima here are not NULL in PostgreSQL.
+#[test]
+fn lake_subquery_in_select_list_answered_null() {
+    let out = same_rows(
+        "SELECT x.kind, (SELECT count(*) FROM events e WHERE e.kind = x.kind) AS n, \
+         (SELECT max(e.csat_score) FROM events e WHERE e.kind = x.kind) FROM (SELECT \
+         DISTINCT kind FROM events) x ORDER BY 1",
+    );
+    assert!(out.contains("csat_submitted|"), "{out}");
+    assert!(!out.contains("||"), "{out}");
+    let out = same_rows(
+        "SELECT (SELECT count(*) FROM events WHERE events.csat_score = 5) AS fives, (SELECT \
+         count(*) FROM events WHERE events.csat_score IS NOT NULL) AS scored",
+    );
+    assert!(!out.starts_with('|'), "{out}");
+}
+
+/// `= ANY (SELECT …)` and `<> ALL (SELECT …)` failed with "array_has does not support
+/// type Utf8View" (the compatibility parser took the subquery for an array).
+#[test]
+fn any_subquery_failed_as_array_has() {
+    let out = same_rows(
+        "SELECT (SELECT count(*) FROM events WHERE kind = ANY (SELECT kind FROM events WHERE \
+         csat_score = 5)) AS a, (SELECT count(*) FROM events WHERE kind <> ALL (SELECT kind \
+         FROM events WHERE csat_score = 5)) AS b",
+    );
+    assert!(!out.starts_with("0|"), "{out}");
+}
+
 /// SQLAlchemy's primary keys and indexes failed with "Invalid function
 /// 'generate_subscripts'" (beside `unnest(indkey)` in a select list).
 #[test]

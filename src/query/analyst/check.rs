@@ -151,13 +151,18 @@ fn check_script_on_this_thread(
     if plain.is_empty() {
         return Ok(Vec::new());
     }
-    let text = match regproc_names(plain) {
-        Some(statements) => statements
+    let mut statements = plain;
+    let renamed = regproc_names(&mut statements);
+    let kept = keep_lake_subqueries(&mut statements);
+    let memberships = subquery_memberships(&mut statements);
+    let text = if renamed || kept || memberships {
+        statements
             .iter()
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
-            .join(";\n"),
-        None => sql.to_owned(),
+            .join(";\n")
+    } else {
+        sql.to_owned()
     };
     let rewritten = PostgresCompatibilityParser::new()
         .parse(&text)
@@ -179,10 +184,103 @@ fn check_script_on_this_thread(
         .collect()
 }
 
+/// Scalar subqueries that make up a whole select-list item and read the lake, not the
+/// catalog (`SELECT c.id, (SELECT count(*) FROM events e WHERE e.conversation_id = c.id)
+/// FROM …`), put in parentheses. The compatibility parser replaces such an item with NULL
+/// when it takes it for correlated (any column qualified by other than an alias of the
+/// subquery, or a parameter), which suits the catalog queries it was written for but
+/// would answer an analyst's query with NULLs where the rows have values. In parentheses
+/// it reaches DataFusion, which decorrelates it or refuses it with an error. Whether any
+/// was put in parentheses.
+fn keep_lake_subqueries(statements: &mut [Statement]) -> bool {
+    use datafusion::sql::sqlparser::ast::{SelectItem, VisitMut, VisitorMut, visit_relations};
+    fn reads_catalog(q: &Query) -> bool {
+        visit_relations(q, |name| {
+            let n = name.to_string().to_lowercase();
+            let last = n.rsplit('.').next().unwrap_or(&n);
+            if n.starts_with("pg_catalog.")
+                || n.starts_with("information_schema.")
+                || last.starts_with("pg_")
+            {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .is_break()
+    }
+    struct Keep(bool);
+    impl VisitorMut for Keep {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let SetExpr::Select(select) = query.body.as_mut() {
+                for item in &mut select.projection {
+                    if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } =
+                        item
+                        && let Expr::Subquery(q) = e
+                        && !reads_catalog(q)
+                    {
+                        *e = Expr::Nested(Box::new(e.clone()));
+                        self.0 = true;
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut keep = Keep(false);
+    for s in statements {
+        let _ = s.visit(&mut keep);
+    }
+    keep.0
+}
+
+/// `x = ANY (SELECT …)` as `x IN (SELECT …)`, and `x <> ALL (SELECT …)` as `x NOT IN
+/// (SELECT …)`: the same test, NULLs included. The compatibility parser takes the right
+/// side of `= ANY` and `<> ALL` for an array and calls `array_contains` on the subquery,
+/// which cannot plan. Whether any was rewritten.
+fn subquery_memberships(statements: &mut [Statement]) -> bool {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, VisitMut, VisitorMut};
+    struct Membership(bool);
+    impl VisitorMut for Membership {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            let (left, right, negated) = match e {
+                Expr::AnyOp {
+                    left,
+                    compare_op: BinaryOperator::Eq,
+                    right,
+                    ..
+                } => (left, right, false),
+                Expr::AllOp {
+                    left,
+                    compare_op: BinaryOperator::NotEq,
+                    right,
+                } => (left, right, true),
+                _ => return ControlFlow::Continue(()),
+            };
+            if let Expr::Subquery(q) = right.as_ref() {
+                *e = Expr::InSubquery {
+                    expr: left.clone(),
+                    subquery: q.clone(),
+                    negated,
+                };
+                self.0 = true;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut m = Membership(false);
+    for s in statements {
+        let _ = s.visit(&mut m);
+    }
+    m.0
+}
+
 /// `'schema.function'::regproc` compared with a `regproc` column of the catalog, as
 /// PgJDBC does (`typinput = 'pg_catalog.array_in'::regproc`): those columns hold function
-/// names here, so the literal becomes the bare name. `None` when no statement has one.
-fn regproc_names(mut statements: Vec<Statement>) -> Option<Vec<Statement>> {
+/// names here, so the literal becomes the bare name. Whether any statement had one.
+fn regproc_names(statements: &mut [Statement]) -> bool {
     use datafusion::sql::sqlparser::ast::{Value, VisitMut, VisitorMut};
     struct Names(bool);
     impl VisitorMut for Names {
@@ -206,10 +304,10 @@ fn regproc_names(mut statements: Vec<Statement>) -> Option<Vec<Statement>> {
         }
     }
     let mut names = Names(false);
-    for s in &mut statements {
+    for s in statements {
         let _ = s.visit(&mut names);
     }
-    names.0.then_some(statements)
+    names.0
 }
 
 fn check_on_this_thread(
@@ -508,5 +606,37 @@ mod tests {
             panic!("a plain statement")
         };
         assert!(depth(&s) < 10 && expression_count(&s) > 3);
+    }
+
+    #[test]
+    fn lake_subqueries_in_the_select_list_reach_datafusion() {
+        let script = |sql: &str| {
+            check_script(sql, &limits())
+                .unwrap()
+                .into_iter()
+                .map(|(s, _)| s.to_string())
+                .collect::<Vec<_>>()
+                .join(";")
+        };
+        let out = script(
+            "SELECT x.kind, (SELECT count(*) FROM events e WHERE e.kind = x.kind) AS n FROM kinds x",
+        );
+        assert!(out.contains("((SELECT count(*) FROM events"), "{out}");
+        let out = script("SELECT (SELECT count(*) FROM events WHERE events.kind = 'a') AS n");
+        assert!(out.contains("((SELECT count(*) FROM events"), "{out}");
+    }
+
+    #[test]
+    fn membership_in_a_subquery_is_in() {
+        let (s, _) = check_script(
+            "SELECT 1 WHERE 'a' = ANY (SELECT kind FROM events) AND 'b' <> ALL (SELECT kind FROM events)",
+            &limits(),
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(
+            s.to_string(),
+            "SELECT 1 WHERE 'a' IN (SELECT kind FROM events) AND 'b' NOT IN (SELECT kind FROM events)"
+        );
     }
 }
