@@ -155,7 +155,11 @@ fn check_script_on_this_thread(
     let renamed = regproc_names(&mut statements);
     let kept = keep_lake_subqueries(&mut statements);
     let memberships = subquery_memberships(&mut statements);
-    let text = if renamed || kept || memberships {
+    let mut users = false;
+    for s in &mut statements {
+        users |= super::pg_rewrite::name_session_users(s);
+    }
+    let text = if renamed || kept || memberships || users {
         statements
             .iter()
             .map(|s| s.to_string())
@@ -164,10 +168,7 @@ fn check_script_on_this_thread(
     } else {
         sql.to_owned()
     };
-    let rewritten = PostgresCompatibilityParser::new()
-        .parse(&text)
-        .map_err(|e| SandboxError::Parse(e.to_string()))?;
-    rewritten
+    compatible(statements, &text)?
         .into_iter()
         .map(|statement| {
             let statement = super::pg_rewrite::rewrite(statement);
@@ -182,6 +183,54 @@ fn check_script_on_this_thread(
             Ok((statement, kind))
         })
         .collect()
+}
+
+/// The statements rewritten by datafusion-postgres's compatibility parser, which turns
+/// the catalog queries of psql, pgcli, DBeaver and Grafana into SQL DataFusion can plan.
+///
+/// Its rules rewrite the parsed statements; before them, it replaces token sequences of
+/// a fixed list of client queries with stand-ins. A stand-in for a whole statement is an
+/// empty `SELECT NULL::… WHERE false`, for catalog queries about what the lake has none
+/// of (row policies, statistics objects, publications, foreign keys, composite types):
+/// those are kept. A stand-in for part of a statement changes what it asks — Grafana's
+/// search-path subquery became `''`, so its table and column lists came back empty
+/// without an error — so a statement a stand-in changed otherwise is taken with the
+/// rules alone, and plans, or fails with an error, on its own terms.
+fn compatible(statements: Vec<Statement>, text: &str) -> Result<Vec<Statement>, SandboxError> {
+    let parser = PostgresCompatibilityParser::new();
+    let stood_in = parser
+        .parse(text)
+        .map_err(|e| SandboxError::Parse(e.to_string()))?;
+    let by_rules: Vec<Statement> = statements.into_iter().map(|s| parser.rewrite(s)).collect();
+    if stood_in.len() != by_rules.len() {
+        return Ok(by_rules);
+    }
+    Ok(stood_in
+        .into_iter()
+        .zip(by_rules)
+        .map(|(stood_in, by_rules)| {
+            if is_empty_stand_in(&stood_in) && stood_in.to_string() != by_rules.to_string() {
+                stood_in
+            } else {
+                by_rules
+            }
+        })
+        .collect())
+}
+
+/// Whether a statement is one of the compatibility parser's whole-statement stand-ins:
+/// a `SELECT` of no table whose condition is `false`.
+fn is_empty_stand_in(statement: &Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::Value;
+    let Statement::Query(q) = statement else {
+        return false;
+    };
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return false;
+    };
+    q.with.is_none()
+        && s.from.is_empty()
+        && matches!(&s.selection, Some(Expr::Value(v)) if v.value == Value::Boolean(false))
 }
 
 /// Scalar subqueries that make up a whole select-list item and read the lake, not the
