@@ -168,7 +168,7 @@ fn check_script_on_this_thread(
     } else {
         sql.to_owned()
     };
-    compatible(statements, &text)?
+    compatible(statements, &text)
         .into_iter()
         .map(|statement| {
             let statement = super::pg_rewrite::rewrite(statement);
@@ -195,17 +195,17 @@ fn check_script_on_this_thread(
 /// those are kept. A stand-in for part of a statement changes what it asks — Grafana's
 /// search-path subquery became `''`, so its table and column lists came back empty
 /// without an error — so a statement a stand-in changed otherwise is taken with the
-/// rules alone, and plans, or fails with an error, on its own terms.
-fn compatible(statements: Vec<Statement>, text: &str) -> Result<Vec<Statement>, SandboxError> {
+/// rules alone, and plans, or fails with an error, on its own terms. (The text parsed
+/// before; where a stand-in leaves something that does not, such as that subquery sent
+/// alone, the rules alone apply too.)
+fn compatible(statements: Vec<Statement>, text: &str) -> Vec<Statement> {
     let parser = PostgresCompatibilityParser::new();
-    let stood_in = parser
-        .parse(text)
-        .map_err(|e| SandboxError::Parse(e.to_string()))?;
     let by_rules: Vec<Statement> = statements.into_iter().map(|s| parser.rewrite(s)).collect();
-    if stood_in.len() != by_rules.len() {
-        return Ok(by_rules);
-    }
-    Ok(stood_in
+    let stood_in = match parser.parse(text) {
+        Ok(s) if s.len() == by_rules.len() => s,
+        _ => return by_rules,
+    };
+    stood_in
         .into_iter()
         .zip(by_rules)
         .map(|(stood_in, by_rules)| {
@@ -215,7 +215,7 @@ fn compatible(statements: Vec<Statement>, text: &str) -> Result<Vec<Statement>, 
                 by_rules
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Whether a statement is one of the compatibility parser's whole-statement stand-ins:
@@ -686,6 +686,44 @@ mod tests {
         assert_eq!(
             s.to_string(),
             "SELECT 1 WHERE 'a' IN (SELECT kind FROM events) AND 'b' NOT IN (SELECT kind FROM events)"
+        );
+    }
+
+    /// Grafana's search-path subquery was replaced by `''` by one of datafusion-postgres's
+    /// stand-ins, so `IN (…)` matched nothing and the table list came back empty.
+    #[test]
+    fn partial_stand_ins_do_not_change_a_query() {
+        let sql = "SELECT table_name FROM information_schema.tables WHERE table_schema IN (\
+                   SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END \
+                   FROM generate_series(array_lower(string_to_array(current_setting('search_path'),','),1), \
+                   array_upper(string_to_array(current_setting('search_path'),','),1)) as i, \
+                   string_to_array(current_setting('search_path'),',') s)";
+        let (s, _) = check_script(sql, &limits()).unwrap().remove(0);
+        let out = s.to_string();
+        assert!(out.contains("IN (SELECT CASE WHEN TRIM(s[i])"), "{out}");
+        assert!(!out.contains("IN ('')"), "{out}");
+        // A whole-statement stand-in (psql's row policies of `\d`, which the lake has
+        // none of) is still an empty answer.
+        let policies = "SELECT pol.polname, pol.polpermissive,
+          CASE WHEN pol.polroles = '{0}' THEN NULL ELSE pg_catalog.array_to_string(array(select rolname from pg_catalog.pg_roles where oid = any (pol.polroles) order by 1),',') END,
+          pg_catalog.pg_get_expr(pol.polqual, pol.polrelid),
+          pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid),
+          CASE pol.polcmd
+            WHEN 'r' THEN 'SELECT'
+            WHEN 'a' THEN 'INSERT'
+            WHEN 'w' THEN 'UPDATE'
+            WHEN 'd' THEN 'DELETE'
+            END AS cmd
+        FROM pg_catalog.pg_policy pol
+        WHERE pol.polrelid = '16469' ORDER BY 1;";
+        let (s, _) = check_script(policies, &limits()).unwrap().remove(0);
+        assert!(is_empty_stand_in(&s), "{s}");
+        // The subquery alone, which the stand-in left as `''`, no statement at all.
+        let alone = sql.split_once("IN (").unwrap().1.trim_end_matches(')');
+        let (s, _) = check_script(alone, &limits()).unwrap().remove(0);
+        assert!(
+            s.to_string().starts_with("SELECT CASE WHEN TRIM(s[i])"),
+            "{s}"
         );
     }
 }

@@ -2049,6 +2049,60 @@ mod tests {
     }
 
     #[test]
+    fn privileges_by_kind() {
+        let table = HasPrivilege::new("has_table_privilege", &[2, 3]);
+        assert!(table.holds("select").unwrap());
+        assert!(table.holds("INSERT, Select").unwrap());
+        for p in [
+            "insert",
+            "UPDATE",
+            "delete",
+            "truncate",
+            "references",
+            "trigger",
+        ] {
+            assert!(!table.holds(p).unwrap(), "{p}");
+        }
+        assert!(!table.holds("SELECT WITH GRANT OPTION").unwrap());
+        assert!(table.holds("usage").is_err());
+        let columns = HasPrivilege::new("has_any_column_privilege", &[2, 3]);
+        assert!(columns.holds("select").unwrap() && !columns.holds("update").unwrap());
+        let schema = HasPrivilege::new("has_schema_privilege", &[2, 3]);
+        assert!(schema.holds("usage").unwrap() && !schema.holds("create").unwrap());
+        let database = HasPrivilege::new("has_database_privilege", &[2, 3]);
+        assert!(database.holds("connect").unwrap());
+        assert!(!database.holds("create").unwrap() && !database.holds("temp").unwrap());
+    }
+
+    #[test]
+    fn regclass_names_read_as_postgres_reads_them() {
+        assert_eq!(name_parts("public.Events").unwrap(), ["public", "events"]);
+        assert_eq!(
+            name_parts(" \"Public\" . \"a\"\"b\" ").unwrap(),
+            ["Public", "a\"b"]
+        );
+        for bad in ["", "a.", ".a", "\"a", "a b", "\"\""] {
+            assert!(name_parts(bad).is_err(), "{bad}");
+        }
+        let relations = Relations {
+            schemas: Arc::new(StringArray::from(vec!["pg_catalog", "public", "public"])),
+            names: Arc::new(StringArray::from(vec!["pg_class", "events", "pg_class"])),
+            oids: Arc::new(Int32Array::from(vec![1259, 16469, 16500])),
+        };
+        let r = Some(&relations);
+        assert_eq!(regclass_of("events", r).unwrap(), 16469);
+        assert_eq!(regclass_of("\"public\".\"events\"", r).unwrap(), 16469);
+        assert_eq!(regclass_of("supportlake.public.events", r).unwrap(), 16469);
+        // pg_catalog is searched first, as in PostgreSQL.
+        assert_eq!(regclass_of("pg_class", r).unwrap(), 1259);
+        assert_eq!(regclass_of("public.pg_class", r).unwrap(), 16500);
+        assert_eq!(regclass_of("16469", r).unwrap(), 16469);
+        for missing in ["Events2", "\"Events\"", "other.public.events", "a.b.c.d"] {
+            assert!(regclass_of(missing, r).is_err(), "{missing}");
+        }
+    }
+
+    #[test]
     fn types_have_postgres_names() {
         let ts = Field::new(
             "ts",

@@ -541,9 +541,9 @@ fn is_regclass(t: &datafusion::sql::sqlparser::ast::DataType) -> bool {
 }
 
 /// The `(schema, name, oid)` of every relation, for `regclass_oid`.
-const RELATIONS: &str = "(SELECT array_agg(struct(n.nspname, c.relname, c.oid)) FROM \
-                         pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = \
-                         c.relnamespace)";
+const RELATIONS: &str = "(SELECT array_agg(struct(_n.nspname, _c.relname, _c.oid)) FROM \
+                         pg_catalog.pg_class _c JOIN pg_catalog.pg_namespace _n ON _n.oid = \
+                         _c.relnamespace)";
 
 /// `x::regclass` for an `x` that is an expression, not a column (an oid) nor a literal
 /// (datafusion-postgres resolves those): `regclass_oid(x, <relations>)`.
@@ -843,6 +843,99 @@ mod tests {
         ] {
             assert_eq!(one(q), q);
         }
+    }
+
+    #[test]
+    fn functions_in_from_read_as_postgres_reads_them() {
+        // A function of one value is a table of one row, its column named after the alias.
+        let out = one("SELECT s[1] FROM string_to_array('a,b', ',') s");
+        assert_eq!(
+            out,
+            "SELECT s[1] FROM (SELECT string_to_array('a,b', ',') AS s) AS s"
+        );
+        let out = one("SELECT * FROM upper('a') AS u(x), lower('B')");
+        assert_eq!(
+            out,
+            "SELECT * FROM (SELECT upper('a') AS x) AS u, (SELECT lower('B') AS lower) AS lower"
+        );
+        // A one-column set-returning function names its column after the alias.
+        let out = one("SELECT i FROM generate_series(1, 3) AS i, unnest(ARRAY[1]) u");
+        assert_eq!(
+            out,
+            "SELECT i FROM generate_series(1, 3) AS i (i), UNNEST(ARRAY[1]) u (u)"
+        );
+        // Named columns, several arrays and other set-returning functions are left alone.
+        for q in [
+            "SELECT * FROM generate_series(1, 3) AS g (n)",
+            "SELECT * FROM UNNEST(ARRAY[1], ARRAY[2]) AS u",
+            "SELECT * FROM json_each('{}') AS j",
+            "SELECT * FROM events e",
+        ] {
+            assert_eq!(one(q), q);
+        }
+    }
+
+    #[test]
+    fn in_subquery_outside_a_condition_becomes_one_list() {
+        let out = one("SELECT CASE WHEN s IN (SELECT 'public') THEN 0 END FROM t \
+             ORDER BY s NOT IN (SELECT 'x')");
+        assert_eq!(
+            out,
+            "SELECT CASE WHEN (pg_in_list(s, (SELECT array_agg(_set._member) FROM (SELECT \
+             'public') AS _set (_member)))) THEN 0 END FROM t ORDER BY (NOT pg_in_list(s, \
+             (SELECT array_agg(_set._member) FROM (SELECT 'x') AS _set (_member))))"
+        );
+        // A condition of WHERE or HAVING stays a semi join, in parentheses or not; one
+        // under OR is not a condition of its own.
+        let kept = "SELECT a FROM t WHERE (a IN (SELECT b FROM u)) AND a NOT IN (SELECT c FROM v) \
+                    GROUP BY a HAVING a IN (SELECT 1)";
+        assert_eq!(one(kept), kept);
+        let out = one("SELECT a FROM t WHERE a = 1 OR a IN (SELECT b FROM u)");
+        assert!(out.contains("OR (pg_in_list(a, (SELECT array_agg"), "{out}");
+    }
+
+    #[test]
+    fn regclass_of_an_expression_is_looked_up() {
+        let out = one(
+            "SELECT col_description(format('%I.%I', c.table_schema, c.table_name)::regclass::oid, 1) \
+             FROM information_schema.columns c",
+        );
+        assert!(
+            out.contains(
+                "col_description(regclass_oid(format('%I.%I', c.table_schema, c.table_name), \
+                 (SELECT array_agg(struct(_n.nspname, _c.relname, _c.oid)) FROM \
+                 pg_catalog.pg_class _c JOIN pg_catalog.pg_namespace _n ON _n.oid = \
+                 _c.relnamespace))::oid, 1)"
+            ),
+            "{out}"
+        );
+        // A column is an oid already; a literal is datafusion-postgres's.
+        for q in [
+            "SELECT c.oid::REGCLASS FROM pg_catalog.pg_class c",
+            "SELECT attrelid::pg_catalog.regclass FROM pg_catalog.pg_attribute",
+            "SELECT 'events'::REGCLASS",
+        ] {
+            assert_eq!(one(q), q);
+        }
+    }
+
+    #[test]
+    fn session_users_are_the_connections() {
+        let mut s = Parser::parse_sql(
+            &PostgreSqlDialect {},
+            "SELECT current_user, session_user, user, current_role, upper(user) AS u, \
+             \"user\" FROM t WHERE has_table_privilege(current_user, 'events', 'select')",
+        )
+        .unwrap()
+        .remove(0);
+        assert!(name_session_users(&mut s));
+        session_user(&mut s, "it's me");
+        assert_eq!(
+            s.to_string(),
+            "SELECT 'it''s me' AS \"current_user\", 'it''s me' AS \"session_user\", 'it''s me' \
+             AS \"user\", 'it''s me' AS \"current_role\", upper('it''s me') AS u, \"user\" \
+             FROM t WHERE has_table_privilege('it''s me', 'events', 'select')"
+        );
     }
 
     #[test]
