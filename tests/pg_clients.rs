@@ -3,8 +3,9 @@
 //! control, which proves the checks themselves). Real drivers, installed by `.ci/deps`:
 //! PgJDBC (`tests/analyst/clients/JdbcCheck.java`), psycopg 3, psycopg2, asyncpg,
 //! SQLAlchemy + pandas, psqlODBC through pyodbc, pgcli
-//! (`tests/analyst/clients/drivers.py`), psql, and the SQL Grafana, Metabase and DBeaver
-//! send (`tests/analyst/clients/replay.py`).
+//! (`tests/analyst/clients/drivers.py`), psql; and the SQL Grafana, Metabase and DBeaver
+//! send at connect and while browsing, as read from their sources and replayed through
+//! psycopg (`tests/analyst/clients/replay.py`; the applications themselves are not run).
 //!
 //! Every check prints `{"check", "ok", "value"}`; a check must pass on both servers, and
 //! where it returns a value, both must return the same one.
@@ -631,7 +632,7 @@ fn grafana_search_path_subquery_answered_nothing() {
                        'search_path'),','),1), array_upper(string_to_array(current_setting(\
                        'search_path'),','),1)) as i, string_to_array(current_setting(\
                        'search_path'),',') s";
-    let out = same_rows(search_path);
+    let out = same_rows(&format!("{search_path} ORDER BY 1"));
     assert_eq!(out.trim(), "analyst\npublic");
     let out = same_rows(&format!(
         "SELECT CASE WHEN quote_ident(table_schema) IN ({search_path}) THEN 0 ELSE 1 END AS o, \
