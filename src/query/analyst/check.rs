@@ -155,7 +155,11 @@ fn check_script_on_this_thread(
     let renamed = regproc_names(&mut statements);
     let kept = keep_lake_subqueries(&mut statements);
     let memberships = subquery_memberships(&mut statements);
-    let text = if renamed || kept || memberships {
+    let mut users = false;
+    for s in &mut statements {
+        users |= super::pg_rewrite::name_session_users(s);
+    }
+    let text = if renamed || kept || memberships || users {
         statements
             .iter()
             .map(|s| s.to_string())
@@ -164,10 +168,7 @@ fn check_script_on_this_thread(
     } else {
         sql.to_owned()
     };
-    let rewritten = PostgresCompatibilityParser::new()
-        .parse(&text)
-        .map_err(|e| SandboxError::Parse(e.to_string()))?;
-    rewritten
+    compatible(statements, &text)
         .into_iter()
         .map(|statement| {
             let statement = super::pg_rewrite::rewrite(statement);
@@ -182,6 +183,54 @@ fn check_script_on_this_thread(
             Ok((statement, kind))
         })
         .collect()
+}
+
+/// The statements rewritten by datafusion-postgres's compatibility parser, which turns
+/// the catalog queries of psql, pgcli, DBeaver and Grafana into SQL DataFusion can plan.
+///
+/// Its rules rewrite the parsed statements; before them, it replaces token sequences of
+/// a fixed list of client queries with stand-ins. A stand-in for a whole statement is an
+/// empty `SELECT NULL::… WHERE false`, for catalog queries about what the lake has none
+/// of (row policies, statistics objects, publications, foreign keys, composite types):
+/// those are kept. A stand-in for part of a statement changes what it asks — Grafana's
+/// search-path subquery became `''`, so its table and column lists came back empty
+/// without an error — so a statement a stand-in changed otherwise is taken with the
+/// rules alone, and plans, or fails with an error, on its own terms. (The text parsed
+/// before; where a stand-in leaves something that does not, such as that subquery sent
+/// alone, the rules alone apply too.)
+fn compatible(statements: Vec<Statement>, text: &str) -> Vec<Statement> {
+    let parser = PostgresCompatibilityParser::new();
+    let by_rules: Vec<Statement> = statements.into_iter().map(|s| parser.rewrite(s)).collect();
+    let stood_in = match parser.parse(text) {
+        Ok(s) if s.len() == by_rules.len() => s,
+        _ => return by_rules,
+    };
+    stood_in
+        .into_iter()
+        .zip(by_rules)
+        .map(|(stood_in, by_rules)| {
+            if is_empty_stand_in(&stood_in) && stood_in.to_string() != by_rules.to_string() {
+                stood_in
+            } else {
+                by_rules
+            }
+        })
+        .collect()
+}
+
+/// Whether a statement is one of the compatibility parser's whole-statement stand-ins:
+/// a `SELECT` of no table whose condition is `false`.
+fn is_empty_stand_in(statement: &Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::Value;
+    let Statement::Query(q) = statement else {
+        return false;
+    };
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return false;
+    };
+    q.with.is_none()
+        && s.from.is_empty()
+        && matches!(&s.selection, Some(Expr::Value(v)) if v.value == Value::Boolean(false))
 }
 
 /// Scalar subqueries that make up a whole select-list item and read the lake, not the
@@ -637,6 +686,44 @@ mod tests {
         assert_eq!(
             s.to_string(),
             "SELECT 1 WHERE 'a' IN (SELECT kind FROM events) AND 'b' NOT IN (SELECT kind FROM events)"
+        );
+    }
+
+    /// Grafana's search-path subquery was replaced by `''` by one of datafusion-postgres's
+    /// stand-ins, so `IN (…)` matched nothing and the table list came back empty.
+    #[test]
+    fn partial_stand_ins_do_not_change_a_query() {
+        let sql = "SELECT table_name FROM information_schema.tables WHERE table_schema IN (\
+                   SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END \
+                   FROM generate_series(array_lower(string_to_array(current_setting('search_path'),','),1), \
+                   array_upper(string_to_array(current_setting('search_path'),','),1)) as i, \
+                   string_to_array(current_setting('search_path'),',') s)";
+        let (s, _) = check_script(sql, &limits()).unwrap().remove(0);
+        let out = s.to_string();
+        assert!(out.contains("IN (SELECT CASE WHEN TRIM(s[i])"), "{out}");
+        assert!(!out.contains("IN ('')"), "{out}");
+        // A whole-statement stand-in (psql's row policies of `\d`, which the lake has
+        // none of) is still an empty answer.
+        let policies = "SELECT pol.polname, pol.polpermissive,
+          CASE WHEN pol.polroles = '{0}' THEN NULL ELSE pg_catalog.array_to_string(array(select rolname from pg_catalog.pg_roles where oid = any (pol.polroles) order by 1),',') END,
+          pg_catalog.pg_get_expr(pol.polqual, pol.polrelid),
+          pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid),
+          CASE pol.polcmd
+            WHEN 'r' THEN 'SELECT'
+            WHEN 'a' THEN 'INSERT'
+            WHEN 'w' THEN 'UPDATE'
+            WHEN 'd' THEN 'DELETE'
+            END AS cmd
+        FROM pg_catalog.pg_policy pol
+        WHERE pol.polrelid = '16469' ORDER BY 1;";
+        let (s, _) = check_script(policies, &limits()).unwrap().remove(0);
+        assert!(is_empty_stand_in(&s), "{s}");
+        // The subquery alone, which the stand-in left as `''`, no statement at all.
+        let alone = sql.split_once("IN (").unwrap().1.trim_end_matches(')');
+        let (s, _) = check_script(alone, &limits()).unwrap().remove(0);
+        assert!(
+            s.to_string().starts_with("SELECT CASE WHEN TRIM(s[i])"),
+            "{s}"
         );
     }
 }

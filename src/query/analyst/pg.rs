@@ -256,6 +256,16 @@ fn connection<C: ClientInfo + ?Sized>(client: &C) -> Arc<Connection> {
         .get_or_insert_with(Connection::default)
 }
 
+/// The user name the client signed in with (the startup message's `user`), which
+/// `current_user` and `session_user` answer.
+fn session_user<C: ClientInfo + ?Sized>(client: &C) -> String {
+    client
+        .metadata()
+        .get(METADATA_USER)
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn format_options<C: ClientInfo + ?Sized>(client: &C) -> Arc<FormatOptions> {
     Arc::new(FormatOptions::from_client_metadata(client.metadata()))
 }
@@ -297,10 +307,17 @@ impl Sandboxed {
             .map_err(sandbox_error)
     }
 
-    /// A query statement planned, verified read-only, and shaped for the wire.
-    async fn plan(&self, ctx: &SessionContext, statement: Statement) -> PgWireResult<LogicalPlan> {
+    /// A query statement planned for `user`'s connection, verified read-only, and shaped
+    /// for the wire.
+    async fn plan(
+        &self,
+        ctx: &SessionContext,
+        mut statement: Statement,
+        user: &str,
+    ) -> PgWireResult<LogicalPlan> {
         let timeout = self.analyst.limits().timeout;
         let df = |e| sandbox_error(SandboxError::from_datafusion(e, timeout));
+        super::pg_rewrite::session_user(&mut statement, user);
         let plan = ctx
             .state()
             .statement_to_plan(DFStatement::Statement(Box::new(statement)))
@@ -315,15 +332,17 @@ impl Sandboxed {
         pg_types::shape(plan).map_err(df)
     }
 
-    /// What a checked statement will do, planned in `ctx` when it runs a query.
+    /// What a checked statement will do, planned in `ctx` for `user`'s connection when it
+    /// runs a query.
     async fn prepare(
         &self,
         ctx: &Arc<SessionContext>,
         statement: Statement,
         kind: Kind,
+        user: &str,
     ) -> PgWireResult<Prepared> {
         let action = match (&statement, kind) {
-            (_, Kind::Query) => Action::Query(self.plan(ctx, statement.clone()).await?),
+            (_, Kind::Query) => Action::Query(self.plan(ctx, statement.clone(), user).await?),
             (Statement::Set(_), Kind::Session) => Action::Set,
             (Statement::ShowVariable { variable }, Kind::Session) => {
                 Action::Show(variable.iter().map(|i| i.value.clone()).collect())
@@ -358,7 +377,9 @@ impl Sandboxed {
                 Action::Declare {
                     name: name.value.clone(),
                     hold: d.hold == Some(true),
-                    plan: self.plan(ctx, Statement::Query(query.clone())).await?,
+                    plan: self
+                        .plan(ctx, Statement::Query(query.clone()), user)
+                        .await?,
                 }
             }
             (
@@ -419,7 +440,7 @@ impl Sandboxed {
                     }
                 };
                 Action::Copy {
-                    plan: self.plan(ctx, query).await?,
+                    plan: self.plan(ctx, query, user).await?,
                     options,
                 }
             }
@@ -442,9 +463,13 @@ impl Sandboxed {
         })
     }
 
-    /// `prepared` as planned in the current session (planned again if the lake changed
-    /// since).
-    async fn current(&self, prepared: &Prepared) -> PgWireResult<(Arc<SessionContext>, Prepared)> {
+    /// `prepared` as planned in the current session (planned again, for `user`'s
+    /// connection, if the lake changed since).
+    async fn current(
+        &self,
+        prepared: &Prepared,
+        user: &str,
+    ) -> PgWireResult<(Arc<SessionContext>, Prepared)> {
         let ctx = self.session().await?;
         if prepared
             .session
@@ -454,7 +479,7 @@ impl Sandboxed {
             return Ok((ctx, prepared.clone()));
         }
         let again = self
-            .prepare(&ctx, prepared.statement.clone(), prepared.kind)
+            .prepare(&ctx, prepared.statement.clone(), prepared.kind, user)
             .await?;
         Ok((ctx, again))
     }
@@ -828,8 +853,9 @@ impl SimpleQueryHandler for Sandboxed {
                 .await?;
         } else {
             let ctx = self.session().await?;
+            let user = session_user(client);
             for (statement, kind) in statements {
-                let prepared = self.prepare(&ctx, statement, kind).await?;
+                let prepared = self.prepare(&ctx, statement, kind, &user).await?;
                 let response = self
                     .execute(client, &ctx, prepared, &Format::UnifiedText)
                     .await?;
@@ -978,7 +1004,9 @@ impl ExtendedQueryHandler for Sandboxed {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (ctx, mut prepared) = self.current(&portal.statement.statement).await?;
+        let (ctx, mut prepared) = self
+            .current(&portal.statement.statement, &session_user(client))
+            .await?;
         if let Action::Query(plan) = &prepared.action
             && !portal.parameters.is_empty()
         {
@@ -1016,7 +1044,7 @@ impl QueryParser for SandboxedParser {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         _types: &[Option<Type>],
     ) -> PgWireResult<Option<Self::Statement>>
@@ -1041,7 +1069,10 @@ impl QueryParser for SandboxedParser {
             analyst: Arc::clone(&self.analyst),
         };
         let ctx = sandboxed.session().await?;
-        sandboxed.prepare(&ctx, statement, kind).await.map(Some)
+        sandboxed
+            .prepare(&ctx, statement, kind, &session_user(client))
+            .await
+            .map(Some)
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {

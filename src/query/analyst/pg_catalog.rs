@@ -29,6 +29,7 @@ use datafusion::prelude::SessionContext;
 use datafusion_postgres::arrow_pg::datatypes::{
     PG_CHAR_KEY, PG_OID_ALIAS_KEY, into_pg_type, pg_type_for_alias_kind,
 };
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::oid_field;
 use datafusion_postgres::pgwire::api::Type;
 
 use super::pg_session;
@@ -114,6 +115,21 @@ pub fn install(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(Format {
         signature: Signature::variadic_any(Volatility::Stable),
     }));
+    ctx.register_udf(ScalarUDF::new_from_impl(RegclassOid {
+        signature: Signature::any(2, Volatility::Stable),
+    }));
+    ctx.register_udf(ScalarUDF::new_from_impl(InList {
+        signature: Signature::user_defined(Volatility::Immutable),
+    }));
+    for (name, arities) in [
+        ("has_table_privilege", &[2, 3][..]),
+        ("has_any_column_privilege", &[2, 3]),
+        ("has_column_privilege", &[3, 4]),
+        ("has_schema_privilege", &[2, 3]),
+        ("has_database_privilege", &[2, 3]),
+    ] {
+        ctx.register_udf(ScalarUDF::new_from_impl(HasPrivilege::new(name, arities)));
+    }
     if let Some(catalog) = ctx.catalog(CATALOG) {
         if let Some(inner) = catalog.schema("pg_catalog") {
             let _ = catalog.register_schema("pg_catalog", Arc::new(PgCatalog { inner }));
@@ -551,6 +567,14 @@ impl SchemaProvider for PgCatalog {
                 )
                 .map(Some);
         }
+        if name.eq_ignore_ascii_case("pg_aggregate")
+            && let (Some(aggregates), Some(functions)) = (
+                self.inner.table("pg_aggregate").await?,
+                self.inner.table("pg_proc").await?,
+            )
+        {
+            return aggregates_by_oid(aggregates, functions).await.map(Some);
+        }
         let lists = ARRAY_COLUMNS
             .iter()
             .find(|(t, _)| name.eq_ignore_ascii_case(t))
@@ -564,6 +588,162 @@ impl SchemaProvider for PgCatalog {
             (table, _) => Ok(table),
         }
     }
+}
+
+/// Every row of a built-in catalog table (they are `MemTable`s), as one batch.
+async fn all_rows(table: &Arc<dyn TableProvider>) -> Result<Option<RecordBatch>> {
+    let Some(mem) = table.downcast_ref::<MemTable>() else {
+        return Ok(None);
+    };
+    let mut batches = Vec::new();
+    for partition in &mem.batches {
+        batches.extend(partition.read().await.iter().cloned());
+    }
+    Ok(Some(arrow::compute::concat_batches(
+        &table.schema(),
+        &batches,
+    )?))
+}
+
+/// A text column of a batch, by name.
+fn text_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+    let Some(c) = batch.column_by_name(name) else {
+        return exec_err!("the catalog table has no column {name}");
+    };
+    let c = arrow::compute::cast(c, &DataType::Utf8)?;
+    c.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("text".into()))
+}
+
+/// A function's name as a `regproc` column shows it (`pg_catalog.avg`), without schema.
+fn function_name(shown: &str) -> String {
+    name_parts(shown)
+        .ok()
+        .and_then(|mut p| p.pop())
+        .unwrap_or_else(|| shown.to_owned())
+}
+
+/// A function of `pg_proc`: (oid, argument types, kind).
+type Function<'a> = (i32, Vec<String>, &'a str);
+
+/// `pg_aggregate` with `aggfnoid` the oid of the aggregate's function in `pg_proc`, as
+/// PostgreSQL's `regproc` column holds it, so that it joins with `pg_proc.oid` (Grafana
+/// lists the aggregates of a type so). datafusion-postgres's copy shows the function's
+/// name instead, which overloads share (there are seven `avg`s). Each row is given one of
+/// the aggregates of its name: the one whose arguments are what its transition function
+/// takes after the state, when that singles one out; the others in order of oid.
+async fn aggregates_by_oid(
+    aggregates: Arc<dyn TableProvider>,
+    functions: Arc<dyn TableProvider>,
+) -> Result<Arc<dyn TableProvider>> {
+    let (Some(aggs), Some(procs)) = (all_rows(&aggregates).await?, all_rows(&functions).await?)
+    else {
+        return Ok(aggregates);
+    };
+    let Some(oids) = procs.column_by_name("oid") else {
+        return Ok(aggregates);
+    };
+    let oids = arrow::compute::cast(oids, &DataType::Int32)?;
+    let oids = oids
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("oid".into()))?;
+    let (names, kinds, arguments) = (
+        text_column(&procs, "proname")?,
+        text_column(&procs, "prokind")?,
+        text_column(&procs, "proargtypes")?,
+    );
+    // name -> (oid, argument types, kind), in order of oid
+    let mut by_name: std::collections::HashMap<&str, Vec<Function>> =
+        std::collections::HashMap::new();
+    for i in 0..procs.num_rows() {
+        if oids.is_null(i) || names.is_null(i) {
+            continue;
+        }
+        by_name.entry(names.value(i)).or_default().push((
+            oids.value(i),
+            elements(arguments.value(i)),
+            kinds.value(i),
+        ));
+    }
+    for list in by_name.values_mut() {
+        list.sort_by_key(|(oid, _, _)| *oid);
+    }
+    let (functions_of, transitions) = (
+        text_column(&aggs, "aggfnoid")?,
+        text_column(&aggs, "aggtransfn")?,
+    );
+    let mut rows_of: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for row in 0..aggs.num_rows() {
+        if !functions_of.is_null(row) {
+            rows_of
+                .entry(function_name(functions_of.value(row)))
+                .or_default()
+                .push(row);
+        }
+    }
+    let mut found: Vec<Option<i32>> = vec![None; aggs.num_rows()];
+    for (name, rows) in &rows_of {
+        let candidates: Vec<&Function> = by_name
+            .get(name.as_str())
+            .map(|l| l.iter().filter(|(_, _, k)| *k == "a").collect())
+            .unwrap_or_default();
+        let mut taken = vec![false; candidates.len()];
+        for &row in rows {
+            // The transition function, when its name is not overloaded.
+            let transition = (!transitions.is_null(row))
+                .then(|| by_name.get(function_name(transitions.value(row)).as_str()))
+                .flatten()
+                .filter(|l| l.len() == 1)
+                .map(|l| &l[0].1);
+            let Some(args) = transition.and_then(|t| t.get(1..)) else {
+                continue;
+            };
+            let matching: Vec<usize> = (0..candidates.len())
+                .filter(|&i| !taken[i] && candidates[i].1.as_slice() == args)
+                .collect();
+            if let [i] = matching.as_slice() {
+                taken[*i] = true;
+                found[row] = Some(candidates[*i].0);
+            }
+        }
+        let mut rest = (0..candidates.len()).filter(|&i| !taken[i]);
+        for &row in rows {
+            if found[row].is_none() {
+                found[row] = rest.next().map(|i| candidates[i].0);
+            }
+        }
+    }
+    let schema = aggs.schema();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.name() == "aggfnoid" {
+                oid_field::oid_field("aggfnoid", oid_field::kind::REGPROC, true)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let columns: Vec<ArrayRef> = aggs
+        .schema()
+        .fields()
+        .iter()
+        .zip(aggs.columns())
+        .map(|(f, c)| {
+            if f.name() == "aggfnoid" {
+                Arc::new(Int32Array::from(found.clone())) as ArrayRef
+            } else {
+                Arc::clone(c)
+            }
+        })
+        .collect();
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
 /// Columns of Postgres's catalog tables that datafusion-postgres's lack and clients read,
@@ -885,6 +1065,371 @@ impl ScalarUDFImpl for Format {
             out.push(Some(format_row(template.value(row), &values)?));
         }
         Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+    }
+}
+
+/// `has_table_privilege`, `has_any_column_privilege`, `has_column_privilege`,
+/// `has_schema_privilege` and `has_database_privilege`, answered for a read-only session:
+/// what reading needs is held (`SELECT` on tables, views and columns, `USAGE` on schemas,
+/// `CONNECT` on the database), nothing that writes or creates is, and no privilege may
+/// be granted on (`WITH GRANT OPTION`). The privilege is the last argument, read as
+/// PostgreSQL reads it: case-insensitive, several separated by commas (true when any is
+/// held), an unknown one an error. The user and the object are not looked at: every
+/// user reads every relation alike here.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct HasPrivilege {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl HasPrivilege {
+    fn new(name: &'static str, arities: &[usize]) -> HasPrivilege {
+        HasPrivilege {
+            name,
+            signature: Signature::one_of(
+                arities.iter().map(|&n| TypeSignature::Any(n)).collect(),
+                Volatility::Stable,
+            ),
+        }
+    }
+
+    /// (the privileges held, every privilege this kind of object has).
+    fn kinds(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self.name {
+            "has_table_privilege" => (
+                &["SELECT"],
+                &[
+                    "SELECT",
+                    "INSERT",
+                    "UPDATE",
+                    "DELETE",
+                    "TRUNCATE",
+                    "REFERENCES",
+                    "TRIGGER",
+                    "MAINTAIN",
+                ],
+            ),
+            "has_any_column_privilege" | "has_column_privilege" => {
+                (&["SELECT"], &["SELECT", "INSERT", "UPDATE", "REFERENCES"])
+            }
+            "has_schema_privilege" => (&["USAGE"], &["USAGE", "CREATE"]),
+            _ => (&["CONNECT"], &["CONNECT", "CREATE", "TEMPORARY", "TEMP"]),
+        }
+    }
+
+    /// Whether the session holds any of the privileges `text` names.
+    fn holds(&self, text: &str) -> Result<bool> {
+        let (held, known) = self.kinds();
+        let mut any = false;
+        for item in text.split(',') {
+            let upper = item.trim().to_uppercase();
+            let (name, grant) = match upper.strip_suffix(" WITH GRANT OPTION") {
+                Some(n) => (n.trim_end(), true),
+                None => (upper.as_str(), false),
+            };
+            if !known.contains(&name) {
+                return exec_err!("unrecognized privilege type: \"{}\"", item.trim());
+            }
+            any |= !grant && held.contains(&name);
+        }
+        Ok(any)
+    }
+}
+
+impl ScalarUDFImpl for HasPrivilege {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let Some(last) = args.args.last() else {
+            return exec_err!("{} needs a privilege", self.name);
+        };
+        let privileges = arrow::compute::cast(&last.to_array(n)?, &DataType::Utf8)?;
+        let privileges = privileges
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| datafusion::error::DataFusionError::Internal("text".into()))?;
+        let out = privileges
+            .iter()
+            .map(|p| p.map(|p| self.holds(p)).transpose())
+            .collect::<Result<arrow::array::BooleanArray>>()?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// A relation's name as PostgreSQL reads a `regclass` input: parts separated by dots,
+/// a double-quoted part as written (`""` a quote), any other folded to lower case.
+fn name_parts(text: &str) -> Result<Vec<String>> {
+    let invalid = || exec_err!("invalid name syntax: \"{text}\"");
+    let mut parts = Vec::new();
+    let mut chars = text.trim().chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut part = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next() {
+                    Some('"') if chars.next_if_eq(&'"').is_some() => part.push('"'),
+                    Some('"') => break,
+                    Some(c) => part.push(c),
+                    None => return invalid(),
+                }
+            }
+            if part.is_empty() {
+                return invalid();
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != '.' && !c.is_whitespace()) {
+                part.push(c.to_ascii_lowercase());
+            }
+            if part.is_empty() {
+                return invalid();
+            }
+        }
+        parts.push(part);
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        match chars.next() {
+            None => return Ok(parts),
+            Some('.') => {}
+            Some(_) => return invalid(),
+        }
+    }
+}
+
+/// The schemas an unqualified relation name is looked for in, in order: `pg_catalog`,
+/// then those of the search path a connection starts with (`"$user"` names no schema
+/// here).
+fn search_path() -> Vec<String> {
+    let path = pg_session::default_setting("search_path").unwrap_or_default();
+    let mut schemas = vec!["pg_catalog".to_owned()];
+    for part in path.split(',') {
+        let part = part.trim();
+        if part.is_empty() || part == "\"$user\"" {
+            continue;
+        }
+        if let Ok(mut p) = name_parts(part)
+            && p.len() == 1
+            && let Some(s) = p.pop()
+            && !schemas.contains(&s)
+        {
+            schemas.push(s);
+        }
+    }
+    schemas
+}
+
+/// `regclass_oid(name_or_oid, relations)`: `x::regclass` for an `x` that is not a
+/// literal (Metabase's `format('%I.%I', schema, table)::regclass`), which the rewrite
+/// ([`pg_rewrite`](super::pg_rewrite)) turns into this call with `relations`, the
+/// `(schema, name, oid)` of every relation of `pg_class`. An integer already is an oid.
+/// A text is a name ([`name_parts`]; digits alone are an oid): qualified, it names its
+/// schema's relation; unqualified, the first found along [`search_path`]. A name of no
+/// relation is an error, as in PostgreSQL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RegclassOid {
+    signature: Signature,
+}
+
+/// The relations of one row of `regclass_oid`'s second argument.
+struct Relations {
+    schemas: ArrayRef,
+    names: ArrayRef,
+    oids: ArrayRef,
+}
+
+impl Relations {
+    fn of(list: &arrow::array::ListArray, row: usize) -> Result<Option<Relations>> {
+        if list.is_null(row) {
+            return Ok(None);
+        }
+        let value = list.value(row);
+        let Some(rows) = value.as_any().downcast_ref::<arrow::array::StructArray>() else {
+            return exec_err!("regclass_oid expects (schema, name, oid) rows");
+        };
+        if rows.num_columns() != 3 {
+            return exec_err!("regclass_oid expects (schema, name, oid) rows");
+        }
+        Ok(Some(Relations {
+            schemas: arrow::compute::cast(rows.column(0), &DataType::Utf8)?,
+            names: arrow::compute::cast(rows.column(1), &DataType::Utf8)?,
+            oids: arrow::compute::cast(rows.column(2), &DataType::Int32)?,
+        }))
+    }
+
+    fn find(&self, schema: &str, name: &str) -> Option<i32> {
+        let schemas = self.schemas.as_any().downcast_ref::<StringArray>()?;
+        let names = self.names.as_any().downcast_ref::<StringArray>()?;
+        let oids = self.oids.as_any().downcast_ref::<Int32Array>()?;
+        (0..oids.len()).find_map(|i| {
+            (!oids.is_null(i)
+                && !schemas.is_null(i)
+                && !names.is_null(i)
+                && schemas.value(i) == schema
+                && names.value(i) == name)
+                .then(|| oids.value(i))
+        })
+    }
+}
+
+fn regclass_of(text: &str, relations: Option<&Relations>) -> Result<i32> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<u32>()
+            .map(|o| o as i32)
+            .or_else(|_| exec_err!("OID out of range: \"{text}\""));
+    }
+    let mut parts = name_parts(text)?;
+    if parts.len() == 3 {
+        if parts[0] != CATALOG {
+            return exec_err!("cross-database references are not implemented: \"{text}\"");
+        }
+        parts.remove(0);
+    }
+    let found = match parts.as_slice() {
+        [schema, name] => relations.and_then(|r| r.find(schema, name)),
+        [name] => relations.and_then(|r| search_path().iter().find_map(|s| r.find(s, name))),
+        _ => return exec_err!("improper relation name (too many dotted names): {text}"),
+    };
+    match found {
+        Some(oid) => Ok(oid),
+        None => exec_err!("relation \"{}\" does not exist", parts.join(".")),
+    }
+}
+
+impl ScalarUDFImpl for RegclassOid {
+    fn name(&self) -> &str {
+        "regclass_oid"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int32)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let [value, relations] = args.args.as_slice() else {
+            return exec_err!("regclass_oid(name_or_oid, relations)");
+        };
+        let value = value.to_array(n)?;
+        if value.data_type().is_integer() || value.data_type() == &DataType::Null {
+            return Ok(ColumnarValue::Array(arrow::compute::cast(
+                &value,
+                &DataType::Int32,
+            )?));
+        }
+        let texts = arrow::compute::cast(&value, &DataType::Utf8)?;
+        let texts = texts
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| datafusion::error::DataFusionError::Internal("text".into()))?;
+        let relations = relations.to_array(n)?;
+        let list = match relations.data_type() {
+            DataType::Null => None,
+            DataType::List(_) => relations.as_any().downcast_ref::<arrow::array::ListArray>(),
+            other => return exec_err!("regclass_oid expects a list of relations, got {other}"),
+        };
+        let mut out = Vec::with_capacity(n);
+        for row in 0..n {
+            if texts.is_null(row) {
+                out.push(None);
+                continue;
+            }
+            let rows = match list {
+                Some(l) => Relations::of(l, row)?,
+                None => None,
+            };
+            out.push(Some(regclass_of(texts.value(row), rows.as_ref())?));
+        }
+        Ok(ColumnarValue::Array(Arc::new(Int32Array::from(out))))
+    }
+}
+
+/// `pg_in_list(x, list)`: `x IN (SELECT …)` where DataFusion plans no subquery of that
+/// kind (in a select list, an ORDER BY, a CASE), the subquery's rows gathered into a list
+/// by the rewrite ([`pg_rewrite`](super::pg_rewrite)). As three-valued as IN: false when
+/// there are no rows (the list is NULL, as `array_agg` of none is), else true when one
+/// equals `x`, else NULL when `x` or one of them is NULL, else false.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct InList {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for InList {
+    fn name(&self) -> &str {
+        "pg_in_list"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, types: &[DataType]) -> Result<Vec<DataType>> {
+        use datafusion::logical_expr::type_coercion::binary::comparison_coercion;
+        let [value, list] = types else {
+            return exec_err!("pg_in_list(value, list)");
+        };
+        let item = match list {
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                f.data_type().clone()
+            }
+            DataType::Null => return Ok(vec![value.clone(), DataType::Null]),
+            other => return exec_err!("pg_in_list expects a list, got {other}"),
+        };
+        let Some(common) = comparison_coercion(value, &item) else {
+            return exec_err!("cannot compare {value} with the subquery's {item}");
+        };
+        Ok(vec![
+            common.clone(),
+            DataType::List(Arc::new(Field::new("item", common, true))),
+        ])
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let [value, list] = args.args.as_slice() else {
+            return exec_err!("pg_in_list(value, list)");
+        };
+        let value = value.to_array(n)?;
+        let list = list.to_array(n)?;
+        let list = match list.data_type() {
+            DataType::Null => None,
+            _ => Some(
+                list.as_any()
+                    .downcast_ref::<arrow::array::ListArray>()
+                    .ok_or_else(|| datafusion::error::DataFusionError::Internal("list".into()))?,
+            ),
+        };
+        let mut out = arrow::array::BooleanBuilder::with_capacity(n);
+        for row in 0..n {
+            let Some(items) = list.filter(|l| !l.is_null(row)).map(|l| l.value(row)) else {
+                out.append_value(false);
+                continue;
+            };
+            if items.is_empty() {
+                out.append_value(false);
+            } else if value.is_null(row) {
+                out.append_null();
+            } else {
+                let x = arrow::array::Scalar::new(value.slice(row, 1));
+                let equal = arrow::compute::kernels::cmp::eq(&items, &x)?;
+                if equal.true_count() > 0 {
+                    out.append_value(true);
+                } else if items.null_count() > 0 {
+                    out.append_null();
+                } else {
+                    out.append_value(false);
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }
 
@@ -1501,6 +2046,60 @@ mod tests {
         assert!(format_row("%s %s", &[Some("one")]).is_err());
         assert!(format_row("%I", &[None]).is_err());
         assert!(format_row("%x", &[]).is_err());
+    }
+
+    #[test]
+    fn privileges_by_kind() {
+        let table = HasPrivilege::new("has_table_privilege", &[2, 3]);
+        assert!(table.holds("select").unwrap());
+        assert!(table.holds("INSERT, Select").unwrap());
+        for p in [
+            "insert",
+            "UPDATE",
+            "delete",
+            "truncate",
+            "references",
+            "trigger",
+        ] {
+            assert!(!table.holds(p).unwrap(), "{p}");
+        }
+        assert!(!table.holds("SELECT WITH GRANT OPTION").unwrap());
+        assert!(table.holds("usage").is_err());
+        let columns = HasPrivilege::new("has_any_column_privilege", &[2, 3]);
+        assert!(columns.holds("select").unwrap() && !columns.holds("update").unwrap());
+        let schema = HasPrivilege::new("has_schema_privilege", &[2, 3]);
+        assert!(schema.holds("usage").unwrap() && !schema.holds("create").unwrap());
+        let database = HasPrivilege::new("has_database_privilege", &[2, 3]);
+        assert!(database.holds("connect").unwrap());
+        assert!(!database.holds("create").unwrap() && !database.holds("temp").unwrap());
+    }
+
+    #[test]
+    fn regclass_names_read_as_postgres_reads_them() {
+        assert_eq!(name_parts("public.Events").unwrap(), ["public", "events"]);
+        assert_eq!(
+            name_parts(" \"Public\" . \"a\"\"b\" ").unwrap(),
+            ["Public", "a\"b"]
+        );
+        for bad in ["", "a.", ".a", "\"a", "a b", "\"\""] {
+            assert!(name_parts(bad).is_err(), "{bad}");
+        }
+        let relations = Relations {
+            schemas: Arc::new(StringArray::from(vec!["pg_catalog", "public", "public"])),
+            names: Arc::new(StringArray::from(vec!["pg_class", "events", "pg_class"])),
+            oids: Arc::new(Int32Array::from(vec![1259, 16469, 16500])),
+        };
+        let r = Some(&relations);
+        assert_eq!(regclass_of("events", r).unwrap(), 16469);
+        assert_eq!(regclass_of("\"public\".\"events\"", r).unwrap(), 16469);
+        assert_eq!(regclass_of("supportlake.public.events", r).unwrap(), 16469);
+        // pg_catalog is searched first, as in PostgreSQL.
+        assert_eq!(regclass_of("pg_class", r).unwrap(), 1259);
+        assert_eq!(regclass_of("public.pg_class", r).unwrap(), 16500);
+        assert_eq!(regclass_of("16469", r).unwrap(), 16469);
+        for missing in ["Events2", "\"Events\"", "other.public.events", "a.b.c.d"] {
+            assert!(regclass_of(missing, r).is_err(), "{missing}");
+        }
     }
 
     #[test]

@@ -17,6 +17,19 @@
 //!   indexes), another set-returning function: `unnest(array_subscripts(a, dim))`, which
 //!   DataFusion unnests in step with `unnest(a)` beside it, as Postgres does.
 //! - `array(SELECT 'prefix' || x FROM unnest(a) x)` (psql's `\d+`): a list function.
+//! - Functions in FROM as PostgreSQL reads them (Grafana's search-path lookup:
+//!   `FROM generate_series(…) AS i, string_to_array(…) s`): a function that returns one
+//!   value is a table of one row, here a derived table; a set-returning function of one
+//!   column names that column after its alias, as `i` above.
+//! - `x IN (SELECT …)` where DataFusion plans no subquery (a select-list item, ORDER BY,
+//!   a CASE; Grafana sorts the tables of its search path first so): `pg_in_list(x,
+//!   (SELECT array_agg(…) …))`, one scalar subquery, with IN's three-valued answer.
+//! - `x::regclass` of an expression (Metabase's `format('%I.%I', schema, table)::regclass`;
+//!   datafusion-postgres resolves literals only): `regclass_oid(x, <the relations of
+//!   pg_class>)`, the name looked up as PostgreSQL looks it up.
+//! - `current_user`, `session_user`, `user`, `current_role`: the connection's user,
+//!   put in by [`session_user`] when the statement is planned for a connection, and
+//!   their select-list columns named as PostgreSQL names them ([`name_session_users`]).
 //!
 //! All run on the statements after the sandbox's parse and depth check, so the trees are
 //! shallow; the kind check runs on their output.
@@ -25,8 +38,9 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident,
-    LimitClause, OrderByKind, Query, Select, SelectItem, SetExpr, Statement, TableFactor, VisitMut,
-    VisitorMut, visit_expressions, visit_expressions_mut,
+    LimitClause, ObjectName, OrderByKind, Query, Select, SelectItem, SetExpr, Statement,
+    TableAlias, TableAliasColumnDef, TableFactor, Value, VisitMut, VisitorMut, visit_expressions,
+    visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -377,15 +391,270 @@ fn prefixed_elements(q: &Query) -> Option<Expr> {
     expr(&format!("prefix_elements({prefix}, {array})"))
 }
 
+/// PostgreSQL's set-returning functions: in FROM, tables of rows. Any other function in
+/// FROM returns one value, and is a table of one row.
+const SET_RETURNING: &[&str] = &[
+    "generate_series",
+    "generate_subscripts",
+    "unnest",
+    "range",
+    "pg_get_keywords",
+    "regexp_matches",
+    "regexp_split_to_table",
+    "string_to_table",
+    "json_each",
+    "json_each_text",
+    "jsonb_each",
+    "jsonb_each_text",
+    "json_array_elements",
+    "json_array_elements_text",
+    "jsonb_array_elements",
+    "jsonb_array_elements_text",
+    "json_object_keys",
+    "jsonb_object_keys",
+    "json_populate_recordset",
+    "jsonb_populate_recordset",
+    "json_to_recordset",
+    "jsonb_to_recordset",
+    "jsonb_path_query",
+    "pg_options_to_table",
+    "aclexplode",
+    "_pg_expandarray",
+];
+
+/// Set-returning functions DataFusion has whose rows are one column: PostgreSQL names it
+/// after the table alias (`generate_series(1, 3) AS i` has a column `i`), or after the
+/// function when there is no alias; DataFusion names it otherwise.
+const ONE_COLUMN: &[&str] = &["generate_series", "range", "unnest"];
+
+/// A function's name without its schema, as it reads in SQL.
+fn function_name(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(folded)
+        .unwrap_or_default()
+}
+
+/// A relation of a FROM clause written in SQL.
+fn relation(text: &str) -> Option<TableFactor> {
+    let statement = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("SELECT * FROM {text}"))
+        .and_then(|mut p| p.parse_statement())
+        .ok()?;
+    let Statement::Query(q) = statement else {
+        return None;
+    };
+    let SetExpr::Select(s) = *q.body else {
+        return None;
+    };
+    let mut from = s.from.into_iter();
+    match (from.next(), from.next()) {
+        (Some(t), None) if t.joins.is_empty() => Some(t.relation),
+        _ => None,
+    }
+}
+
+/// The alias that names a one-column function's column as PostgreSQL does; `None` when
+/// the alias already names its columns.
+fn one_column_alias(alias: Option<&TableAlias>, function: &str) -> Option<TableAlias> {
+    match alias {
+        Some(a) if a.columns.is_empty() => Some(TableAlias {
+            columns: vec![TableAliasColumnDef {
+                name: a.name.clone(),
+                data_type: None,
+            }],
+            ..a.clone()
+        }),
+        Some(_) => None,
+        None => Some(TableAlias {
+            explicit: true,
+            name: Ident::new(function),
+            columns: vec![TableAliasColumnDef::from_name(function)],
+            at: None,
+        }),
+    }
+}
+
+/// A function in FROM as PostgreSQL reads it ([`SET_RETURNING`], [`ONE_COLUMN`]); `None`
+/// leaves it as written.
+fn from_function(t: &TableFactor) -> Option<TableFactor> {
+    match t {
+        TableFactor::Table {
+            name,
+            alias,
+            args: Some(args),
+            with_ordinality: false,
+            ..
+        } if args.settings.is_none() => {
+            let function = function_name(name);
+            if ONE_COLUMN.contains(&function.as_str()) {
+                if function == "unnest" && args.args.len() != 1 {
+                    return None;
+                }
+                let alias = one_column_alias(alias.as_ref(), &function)?;
+                let mut named = t.clone();
+                if let TableFactor::Table { alias: a, .. } = &mut named {
+                    *a = Some(alias);
+                }
+                return Some(named);
+            }
+            if SET_RETURNING.contains(&function.as_str()) {
+                return None;
+            }
+            let table = alias
+                .as_ref()
+                .map_or_else(|| Ident::new(&function), |a| a.name.clone());
+            let column = match alias.as_ref().map(|a| a.columns.as_slice()) {
+                None | Some([]) => table.clone(),
+                Some([c]) if c.data_type.is_none() => c.name.clone(),
+                Some(_) => return None,
+            };
+            let args: Vec<String> = args.args.iter().map(|a| a.to_string()).collect();
+            relation(&format!(
+                "(SELECT {name}({}) AS {column}) AS {table}",
+                args.join(", ")
+            ))
+        }
+        TableFactor::UNNEST {
+            alias,
+            array_exprs,
+            with_offset: false,
+            with_offset_alias: None,
+            with_ordinality: false,
+        } if array_exprs.len() == 1 => {
+            let alias = one_column_alias(alias.as_ref(), "unnest")?;
+            let mut named = t.clone();
+            if let TableFactor::UNNEST { alias: a, .. } = &mut named {
+                *a = Some(alias);
+            }
+            Some(named)
+        }
+        _ => None,
+    }
+}
+
+/// Whether a cast is to `regclass`.
+fn is_regclass(t: &datafusion::sql::sqlparser::ast::DataType) -> bool {
+    let name = t.to_string().to_lowercase();
+    name == "regclass" || name == "pg_catalog.regclass"
+}
+
+/// The `(schema, name, oid)` of every relation, for `regclass_oid`.
+const RELATIONS: &str = "(SELECT array_agg(struct(_n.nspname, _c.relname, _c.oid)) FROM \
+                         pg_catalog.pg_class _c JOIN pg_catalog.pg_namespace _n ON _n.oid = \
+                         _c.relnamespace)";
+
+/// `x::regclass` for an `x` that is an expression, not a column (an oid) nor a literal
+/// (datafusion-postgres resolves those): `regclass_oid(x, <relations>)`.
+fn regclass_cast(operand: &Expr) -> Option<Expr> {
+    match operand {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Value(_) => None,
+        x => expr(&format!("regclass_oid({x}, {RELATIONS})")),
+    }
+}
+
+/// The session-user functions and the names PostgreSQL gives their columns.
+fn session_user_call(e: &Expr) -> Option<&'static str> {
+    let name = match e {
+        Expr::Function(f)
+            if f.name.0.len() == 1
+                && match &f.args {
+                    FunctionArguments::None => true,
+                    FunctionArguments::List(l) => l.args.is_empty(),
+                    FunctionArguments::Subquery(_) => false,
+                } =>
+        {
+            f.name.0[0].as_ident().filter(|i| i.quote_style.is_none())?
+        }
+        Expr::Identifier(i) if i.quote_style.is_none() => i,
+        _ => return None,
+    };
+    let lower = name.value.to_lowercase();
+    let function = matches!(e, Expr::Function(_));
+    ["current_user", "session_user", "user", "current_role"]
+        .into_iter()
+        .find(|n| *n == lower && (function || *n == "current_role"))
+}
+
+/// Names the select-list items that are `current_user`, `session_user`, `user` or
+/// `current_role` alone as PostgreSQL does (`SELECT current_user` has a column
+/// `current_user`), before datafusion-postgres renames `current_user` and
+/// [`session_user`] puts the user in. Whether any was named.
+pub fn name_session_users(statement: &mut Statement) -> bool {
+    struct Names(bool);
+    impl VisitorMut for Names {
+        type Break = ();
+        fn pre_visit_select(&mut self, s: &mut Select) -> ControlFlow<()> {
+            for item in &mut s.projection {
+                if let SelectItem::UnnamedExpr(e) = item
+                    && let Some(name) = session_user_call(e)
+                {
+                    *item = SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: Ident::with_quote('"', name),
+                    };
+                    self.0 = true;
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut names = Names(false);
+    let _ = statement.visit(&mut names);
+    names.0
+}
+
+/// Puts the connection's user in for `current_user`, `session_user`, `user` and
+/// `current_role` (one value for the connection's life: there is no `SET ROLE`).
+pub fn session_user(statement: &mut Statement, user: &str) {
+    let _ = visit_expressions_mut(statement, |e| {
+        if session_user_call(e).is_some() {
+            *e = Expr::Value(Value::SingleQuotedString(user.to_owned()).into());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// The `IN (SELECT …)` tests among a condition's conjuncts (in parentheses or not).
+fn membership_conjuncts(condition: &Expr, out: &mut Vec<*const Expr>) {
+    for c in conjuncts(condition) {
+        let mut c = c;
+        while let Expr::Nested(inner) = c {
+            c = inner;
+        }
+        if matches!(c, Expr::InSubquery { .. }) {
+            out.push(c as *const Expr);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Rewrite {
     /// Subqueries that are the right side of `ANY`/`ALL`: sets of rows, not scalars, so not
     /// lookups. Known by address, which stays put while the tree is walked.
     sets: Vec<*const Expr>,
+    /// `IN (SELECT …)` tests that are conditions of a WHERE or HAVING, which DataFusion
+    /// plans as they are (as semi joins); by address too.
+    filters: Vec<*const Expr>,
 }
 
 impl VisitorMut for Rewrite {
     type Break = ();
+
+    fn pre_visit_select(&mut self, s: &mut Select) -> ControlFlow<()> {
+        for condition in s.selection.iter().chain(s.having.iter()) {
+            membership_conjuncts(condition, &mut self.filters);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
+        if let Some(new) = from_function(t) {
+            *t = new;
+        }
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         if let Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } = e
@@ -436,6 +705,28 @@ impl VisitorMut for Rewrite {
             Expr::Subquery(q)
                 if !self.sets.contains(&here)
                     && let Some(new) = catalog_lookup(q) =>
+            {
+                *e = new;
+            }
+            Expr::InSubquery {
+                expr: x,
+                subquery,
+                negated,
+            } if !self.filters.contains(&here)
+                && let Some(new) = expr(&format!(
+                    "({}pg_in_list({x}, (SELECT array_agg(_set._member) FROM ({subquery}) AS \
+                     _set(_member))))",
+                    if *negated { "NOT " } else { "" }
+                )) =>
+            {
+                *e = new;
+            }
+            Expr::Cast {
+                expr: operand,
+                data_type,
+                ..
+            } if is_regclass(data_type)
+                && let Some(new) = regclass_cast(operand) =>
             {
                 *e = new;
             }
@@ -552,6 +843,99 @@ mod tests {
         ] {
             assert_eq!(one(q), q);
         }
+    }
+
+    #[test]
+    fn functions_in_from_read_as_postgres_reads_them() {
+        // A function of one value is a table of one row, its column named after the alias.
+        let out = one("SELECT s[1] FROM string_to_array('a,b', ',') s");
+        assert_eq!(
+            out,
+            "SELECT s[1] FROM (SELECT string_to_array('a,b', ',') AS s) AS s"
+        );
+        let out = one("SELECT * FROM upper('a') AS u(x), lower('B')");
+        assert_eq!(
+            out,
+            "SELECT * FROM (SELECT upper('a') AS x) AS u, (SELECT lower('B') AS lower) AS lower"
+        );
+        // A one-column set-returning function names its column after the alias.
+        let out = one("SELECT i FROM generate_series(1, 3) AS i, unnest(ARRAY[1]) u");
+        assert_eq!(
+            out,
+            "SELECT i FROM generate_series(1, 3) AS i (i), UNNEST(ARRAY[1]) u (u)"
+        );
+        // Named columns, several arrays and other set-returning functions are left alone.
+        for q in [
+            "SELECT * FROM generate_series(1, 3) AS g (n)",
+            "SELECT * FROM UNNEST(ARRAY[1], ARRAY[2]) AS u",
+            "SELECT * FROM json_each('{}') AS j",
+            "SELECT * FROM events e",
+        ] {
+            assert_eq!(one(q), q);
+        }
+    }
+
+    #[test]
+    fn in_subquery_outside_a_condition_becomes_one_list() {
+        let out = one("SELECT CASE WHEN s IN (SELECT 'public') THEN 0 END FROM t \
+             ORDER BY s NOT IN (SELECT 'x')");
+        assert_eq!(
+            out,
+            "SELECT CASE WHEN (pg_in_list(s, (SELECT array_agg(_set._member) FROM (SELECT \
+             'public') AS _set (_member)))) THEN 0 END FROM t ORDER BY (NOT pg_in_list(s, \
+             (SELECT array_agg(_set._member) FROM (SELECT 'x') AS _set (_member))))"
+        );
+        // A condition of WHERE or HAVING stays a semi join, in parentheses or not; one
+        // under OR is not a condition of its own.
+        let kept = "SELECT a FROM t WHERE (a IN (SELECT b FROM u)) AND a NOT IN (SELECT c FROM v) \
+                    GROUP BY a HAVING a IN (SELECT 1)";
+        assert_eq!(one(kept), kept);
+        let out = one("SELECT a FROM t WHERE a = 1 OR a IN (SELECT b FROM u)");
+        assert!(out.contains("OR (pg_in_list(a, (SELECT array_agg"), "{out}");
+    }
+
+    #[test]
+    fn regclass_of_an_expression_is_looked_up() {
+        let out = one(
+            "SELECT col_description(format('%I.%I', c.table_schema, c.table_name)::regclass::oid, 1) \
+             FROM information_schema.columns c",
+        );
+        assert!(
+            out.contains(
+                "col_description(regclass_oid(format('%I.%I', c.table_schema, c.table_name), \
+                 (SELECT array_agg(struct(_n.nspname, _c.relname, _c.oid)) FROM \
+                 pg_catalog.pg_class _c JOIN pg_catalog.pg_namespace _n ON _n.oid = \
+                 _c.relnamespace))::oid, 1)"
+            ),
+            "{out}"
+        );
+        // A column is an oid already; a literal is datafusion-postgres's.
+        for q in [
+            "SELECT c.oid::REGCLASS FROM pg_catalog.pg_class c",
+            "SELECT attrelid::pg_catalog.regclass FROM pg_catalog.pg_attribute",
+            "SELECT 'events'::REGCLASS",
+        ] {
+            assert_eq!(one(q), q);
+        }
+    }
+
+    #[test]
+    fn session_users_are_the_connections() {
+        let mut s = Parser::parse_sql(
+            &PostgreSqlDialect {},
+            "SELECT current_user, session_user, user, current_role, upper(user) AS u, \
+             \"user\" FROM t WHERE has_table_privilege(current_user, 'events', 'select')",
+        )
+        .unwrap()
+        .remove(0);
+        assert!(name_session_users(&mut s));
+        session_user(&mut s, "it's me");
+        assert_eq!(
+            s.to_string(),
+            "SELECT 'it''s me' AS \"current_user\", 'it''s me' AS \"session_user\", 'it''s me' \
+             AS \"user\", 'it''s me' AS \"current_role\", upper('it''s me') AS u, \"user\" \
+             FROM t WHERE has_table_privilege('it''s me', 'events', 'select')"
+        );
     }
 
     #[test]
