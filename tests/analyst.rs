@@ -524,17 +524,7 @@ fn standalone_pg_with_tls_sees_new_data() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("pg starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .strip_prefix("listening on postgres://")
-        .and_then(|a| a.split('/').next())
-        .and_then(|a| a.rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let port = common::pg_port(&mut child);
     let server = Server {
         child,
         http: String::new(),

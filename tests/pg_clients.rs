@@ -16,7 +16,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -113,17 +112,7 @@ fn setup() -> (Fixture, Vec<Child>) {
         .stderr(Stdio::inherit());
     die_with_parent(&mut ours);
     let mut ours = ours.spawn().expect("supportlake pg starts");
-    let mut line = String::new();
-    BufReader::new(ours.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ours_port: u16 = line
-        .trim()
-        .strip_prefix("listening on postgres://")
-        .and_then(|a| a.split('/').next())
-        .and_then(|a| a.rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let ours_port = common::pg_port(&mut ours);
 
     let (control, control_port) = postgres(&dir, &lake);
     (
