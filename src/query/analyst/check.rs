@@ -284,79 +284,80 @@ fn keep_lake_subqueries(statements: &mut [Statement]) -> bool {
     keep.0
 }
 
+/// Applies `rewrite` to every expression of `statements`, innermost first; `rewrite` says
+/// whether it changed the expression. Whether any changed.
+fn rewrite_exprs(statements: &mut [Statement], rewrite: impl FnMut(&mut Expr) -> bool) -> bool {
+    use datafusion::sql::sqlparser::ast::{VisitMut, VisitorMut};
+    struct Each<F>(F, bool);
+    impl<F: FnMut(&mut Expr) -> bool> VisitorMut for Each<F> {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            self.1 |= (self.0)(e);
+            ControlFlow::Continue(())
+        }
+    }
+    let mut each = Each(rewrite, false);
+    for s in statements {
+        let _ = s.visit(&mut each);
+    }
+    each.1
+}
+
 /// `x = ANY (SELECT …)` as `x IN (SELECT …)`, and `x <> ALL (SELECT …)` as `x NOT IN
 /// (SELECT …)`: the same test, NULLs included. The compatibility parser takes the right
 /// side of `= ANY` and `<> ALL` for an array and calls `array_contains` on the subquery,
 /// which cannot plan. Whether any was rewritten.
 fn subquery_memberships(statements: &mut [Statement]) -> bool {
-    use datafusion::sql::sqlparser::ast::{BinaryOperator, VisitMut, VisitorMut};
-    struct Membership(bool);
-    impl VisitorMut for Membership {
-        type Break = ();
-        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-            let (left, right, negated) = match e {
-                Expr::AnyOp {
-                    left,
-                    compare_op: BinaryOperator::Eq,
-                    right,
-                    ..
-                } => (left, right, false),
-                Expr::AllOp {
-                    left,
-                    compare_op: BinaryOperator::NotEq,
-                    right,
-                } => (left, right, true),
-                _ => return ControlFlow::Continue(()),
-            };
-            if let Expr::Subquery(q) = right.as_ref() {
-                *e = Expr::InSubquery {
-                    expr: left.clone(),
-                    subquery: q.clone(),
-                    negated,
-                };
-                self.0 = true;
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut m = Membership(false);
-    for s in statements {
-        let _ = s.visit(&mut m);
-    }
-    m.0
+    use datafusion::sql::sqlparser::ast::BinaryOperator;
+    rewrite_exprs(statements, |e| {
+        let (left, right, negated) = match e {
+            Expr::AnyOp {
+                left,
+                compare_op: BinaryOperator::Eq,
+                right,
+                ..
+            } => (left, right, false),
+            Expr::AllOp {
+                left,
+                compare_op: BinaryOperator::NotEq,
+                right,
+            } => (left, right, true),
+            _ => return false,
+        };
+        let Expr::Subquery(q) = right.as_ref() else {
+            return false;
+        };
+        *e = Expr::InSubquery {
+            expr: left.clone(),
+            subquery: q.clone(),
+            negated,
+        };
+        true
+    })
 }
 
 /// `'schema.function'::regproc` compared with a `regproc` column of the catalog, as
 /// PgJDBC does (`typinput = 'pg_catalog.array_in'::regproc`): those columns hold function
 /// names here, so the literal becomes the bare name. Whether any statement had one.
 fn regproc_names(statements: &mut [Statement]) -> bool {
-    use datafusion::sql::sqlparser::ast::{Value, VisitMut, VisitorMut};
-    struct Names(bool);
-    impl VisitorMut for Names {
-        type Break = ();
-        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-            if let Expr::Cast {
-                expr, data_type, ..
-            } = e
-                && matches!(
-                    data_type.to_string().to_lowercase().as_str(),
-                    "regproc" | "pg_catalog.regproc"
-                )
-                && let Expr::Value(v) = expr.as_ref()
-                && let Value::SingleQuotedString(name) = &v.value
-            {
-                let bare = name.rsplit('.').next().unwrap_or(name).to_owned();
-                *e = Expr::Value(Value::SingleQuotedString(bare).into());
-                self.0 = true;
-            }
-            ControlFlow::Continue(())
+    use datafusion::sql::sqlparser::ast::Value;
+    rewrite_exprs(statements, |e| {
+        if let Expr::Cast {
+            expr, data_type, ..
+        } = e
+            && matches!(
+                data_type.to_string().to_lowercase().as_str(),
+                "regproc" | "pg_catalog.regproc"
+            )
+            && let Expr::Value(v) = expr.as_ref()
+            && let Value::SingleQuotedString(name) = &v.value
+        {
+            let bare = name.rsplit('.').next().unwrap_or(name).to_owned();
+            *e = Expr::Value(Value::SingleQuotedString(bare).into());
+            return true;
         }
-    }
-    let mut names = Names(false);
-    for s in statements {
-        let _ = s.visit(&mut names);
-    }
-    names.0
+        false
+    })
 }
 
 fn check_on_this_thread(
